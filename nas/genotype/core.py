@@ -1,0 +1,232 @@
+"""The genotype: a frozen description of one discrete architecture, the only exchange format
+between strategies, builders and export.
+
+A cell genotype lists, for every intermediate node, its incoming edges as ``(op, source)``
+pairs; node ids ``0 .. inputs-1`` are the cell inputs. A chain genotype lists, per stage, the
+op name of every block.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import networkx as nx
+
+from nas.errors import NasError
+from nas.space import SearchSpace, load_space
+
+Edge = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class CellGenotype:
+    nodes: tuple[tuple[Edge, ...], ...]  # per intermediate node: its incoming edges
+    concat: tuple[int, ...]  # node ids whose outputs form the cell output
+
+    def edges(self, inputs: int) -> Iterator[tuple[int, int, str]]:
+        """Yield ``(source, target, op)`` for every edge, targets numbered after the inputs."""
+        for i, node_edges in enumerate(self.nodes):
+            for op, src in node_edges:
+                yield src, inputs + i, op
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [[[op, src] for op, src in n] for n in self.nodes], "concat": list(self.concat)}
+
+
+@dataclass(frozen=True)
+class Genotype:
+    space: str
+    cells: tuple[tuple[str, CellGenotype], ...] = ()  # (cell type, cell), in the space's order
+    stages: tuple[tuple[str, ...], ...] = ()  # chain spaces: op name per block, per stage
+
+    @staticmethod
+    def from_cells(space: str, **cells: CellGenotype) -> "Genotype":
+        return Genotype(space=space, cells=tuple(cells.items()))
+
+    def cell(self, name: str) -> CellGenotype:
+        for key, cell in self.cells:
+            if key == name:
+                return cell
+        raise NasError(f"genotype of space {self.space!r} has no {name!r} cell")
+
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.cells)
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"space": self.space}
+        if self.cells:
+            data["cells"] = {k: c.to_dict() for k, c in self.cells}
+        if self.stages:
+            data["stages"] = [list(s) for s in self.stages]
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @staticmethod
+    def from_dict(data: Any, source: str = "genotype") -> "Genotype":
+        try:
+            space = data["space"]
+            cells = tuple((str(k), CellGenotype(
+                nodes=tuple(tuple((str(op), int(src)) for op, src in node) for node in c["nodes"]),
+                concat=tuple(int(i) for i in c["concat"])))
+                for k, c in (data.get("cells") or {}).items())
+            stages = tuple(tuple(str(op) for op in st) for st in (data.get("stages") or []))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise NasError(f"{source}: not a genotype; expected JSON like "
+                           '{"space": "darts", "cells": {"normal": {"nodes": [[["sep_conv_3x3", 0], ...]], '
+                           '"concat": [2, 3, 4, 5]}, ...}}') from None
+        if not isinstance(space, str) or not (cells or stages):
+            raise NasError(f"{source}: a genotype needs a 'space' name and 'cells' or 'stages'")
+        return Genotype(space=space, cells=cells, stages=stages)
+
+    @staticmethod
+    def from_json(text: str, source: str = "genotype") -> "Genotype":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise NasError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}); "
+                           "pass a genotype.json written by nas or a reference name") from None
+        return Genotype.from_dict(data, source)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> "Genotype":
+        path = Path(path)
+        if not path.is_file():
+            raise NasError(f"genotype file {path} not found; pass a genotype.json or a reference name "
+                           "(`nas build --list-genotypes`)")
+        return Genotype.from_json(path.read_text(), source=str(path))
+
+    # -- graph view ---------------------------------------------------------------------------
+    def graph(self, cell: str, inputs: int | None = None) -> nx.DiGraph:
+        """A DiGraph of one cell: nodes are ids (plus ``"out"``), edges carry ``op``.
+
+        Parallel edges between the same two nodes (allowed in a genotype) are merged into one
+        graph edge whose ``ops`` attribute lists them.
+        """
+        c = self.cell(cell)
+        if inputs is None:
+            inputs = _infer_inputs(c)
+        g = nx.DiGraph()
+        g.add_nodes_from(range(inputs), kind="input")
+        g.add_nodes_from(range(inputs, inputs + len(c.nodes)), kind="node")
+        g.add_node("out", kind="output")
+        for src, dst, op in c.edges(inputs):
+            if g.has_edge(src, dst):
+                g[src][dst]["ops"].append(op)
+            else:
+                g.add_edge(src, dst, ops=[op])
+        for n in c.concat:
+            g.add_edge(n, "out", ops=["concat"])
+        return g
+
+    def validate(self, space: SearchSpace | str) -> "Genotype":
+        """Raise :class:`NasError` unless this genotype belongs to ``space``; returns self."""
+        space = load_space(space)
+        if self.space != space.name:
+            raise NasError(f"genotype is for space {self.space!r}, not {space.name!r}; "
+                           f"pass --space {self.space} or a genotype of {space.name!r}")
+        if space.kind == "chain":
+            _validate_chain(self, space)
+        else:
+            _validate_cells(self, space)
+        return self
+
+    def prune(self, space: SearchSpace | str) -> "Genotype":
+        """Drop what cannot affect the output: ``none`` edges and nodes that do not reach it.
+
+        A removed edge becomes ``none``, so the pruned genotype keeps the space's edge count and
+        computes the same function; builders skip ``none`` edges.
+        """
+        space = load_space(space)
+        if space.kind == "chain":
+            return self
+        cells = []
+        for name, c in self.cells:
+            g = nx.DiGraph()
+            g.add_nodes_from(range(space.num_node_ids))
+            g.add_edges_from((s, d) for s, d, op in c.edges(space.inputs) if op != "none")
+            g.add_edges_from((n, "out") for n in c.concat)
+            live = nx.ancestors(g, "out")
+            reachable = set().union(*(nx.descendants(g, i) for i in range(space.inputs))) | set(range(space.inputs))
+            alive = live & reachable
+            nodes = []
+            for i, node_edges in enumerate(c.nodes):
+                dst = space.inputs + i
+                kept = tuple((op, src) if (dst in alive and src in alive and op != "none") else ("none", src)
+                             for op, src in node_edges)
+                nodes.append(kept)
+            cells.append((name, CellGenotype(tuple(nodes), tuple(n for n in c.concat if n in alive) or c.concat)))
+        return Genotype(self.space, tuple(cells), self.stages)
+
+    def depth(self, cell: str, inputs: int | None = None) -> int:
+        """Longest input-to-output path of a cell, counted in ops (``none`` edges ignored)."""
+        g = self.graph(cell, inputs)
+        g.remove_edges_from([(s, d) for s, d, ops in g.edges(data="ops") if ops == ["none"]])
+        return max(0, nx.dag_longest_path_length(g) - 1)
+
+    def __str__(self) -> str:
+        return self.to_json(indent=None)
+
+
+def _infer_inputs(c: CellGenotype) -> int:
+    first = c.nodes[0] if c.nodes else ()
+    return max((src for _, src in first), default=0) + 1
+
+
+def _validate_cells(genotype: Genotype, space: SearchSpace) -> None:
+    if set(genotype.cell_types) != set(space.cell_types) or len(genotype.cells) != len(space.cell_types):
+        raise NasError(f"genotype cells {list(genotype.cell_types)} do not match space {space.name!r} "
+                       f"cell types {list(space.cell_types)}")
+    if genotype.stages:
+        raise NasError(f"genotype has chain stages but space {space.name!r} is a cell space")
+    for name, c in genotype.cells:
+        where = f"genotype {name} cell"
+        if len(c.nodes) != space.nodes:
+            raise NasError(f"{where} has {len(c.nodes)} nodes; space {space.name!r} has {space.nodes}")
+        for i, node_edges in enumerate(c.nodes):
+            node = space.inputs + i
+            want = space.num_edges(node)
+            if len(node_edges) != want:
+                raise NasError(f"{where}: node {node} has {len(node_edges)} input edges; "
+                               f"space {space.name!r} wants {want}")
+            for op, src in node_edges:
+                if op not in space.ops:
+                    raise NasError(f"{where}: op {op!r} on edge {src}->{node} is not in space {space.name!r} "
+                                   f"(ops: {', '.join(space.ops)})")
+                if not 0 <= src < node:
+                    raise NasError(f"{where}: edge {src}->{node} is out of range or makes a cycle; "
+                                   f"node {node} may only read nodes 0..{node - 1}")
+            srcs = [src for _, src in node_edges]
+            if space.dense and sorted(srcs) != list(range(node)):
+                raise NasError(f"{where}: node {node} must have one edge from each of nodes 0..{node - 1}")
+        for n in c.concat:
+            if not 0 <= n < space.num_node_ids:
+                raise NasError(f"{where}: output node {n} is out of range 0..{space.num_node_ids - 1}")
+        if space.output == "last" and tuple(c.concat) != space.default_concat():
+            raise NasError(f"{where}: space {space.name!r} outputs the last node; concat must be "
+                           f"{list(space.default_concat())}")
+        if not nx.is_directed_acyclic_graph(genotype.graph(name, space.inputs)):
+            raise NasError(f"{where} has a cycle")
+
+
+def _validate_chain(genotype: Genotype, space: SearchSpace) -> None:
+    if genotype.cells:
+        raise NasError(f"genotype has cells but space {space.name!r} is a chain space")
+    if len(genotype.stages) != len(space.stages):
+        raise NasError(f"genotype has {len(genotype.stages)} stages; space {space.name!r} has {len(space.stages)}")
+    for i, (blocks, stage) in enumerate(zip(genotype.stages, space.stages)):
+        if len(blocks) not in stage.depth:
+            raise NasError(f"genotype stage {i} has {len(blocks)} blocks; space allows {list(stage.depth)}")
+        for op in blocks:
+            if op not in space.ops:
+                raise NasError(f"genotype stage {i}: block {op!r} is not in space {space.name!r}")
