@@ -142,3 +142,15 @@ class Run:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise NasError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise NasError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
