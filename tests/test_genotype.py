@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import csv
+import itertools
+
+import networkx as nx
+import pytest
+
+from nas.errors import NasError
+from nas.genotype import (REFERENCES, CellGenotype, Genotype, from_nb201_string, get_reference, mutate,
+                          random_genotype, resolve_genotype, to_nb201_string)
+from nas.space import load_space
+
+from .conftest import shared_data
+
+SPACES = ["darts", "lecture", "nb201", "mobile"]
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_references_are_valid_and_round_trip(name, tmp_path):
+    genotype = REFERENCES[name]
+    genotype.validate(genotype.space)
+    assert Genotype.from_json(genotype.to_json()) == genotype
+    path = genotype.save(tmp_path / "g.json")
+    assert Genotype.load(path) == genotype
+    assert resolve_genotype(str(path)) == genotype
+    assert resolve_genotype(name.lower()) == genotype
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_sampling_is_seeded_and_valid(space):
+    samples = [random_genotype(space, seed=s) for s in range(30)]
+    for g in samples:
+        g.validate(space)
+    assert samples == [random_genotype(space, seed=s) for s in range(30)]
+    assert len({g.to_json() for g in samples}) > 20, "samples should differ across seeds"
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_mutation_changes_exactly_one_thing_and_stays_in_space(space):
+    for s in range(40):
+        g = random_genotype(space, seed=s)
+        m = mutate(g, space, seed=s)
+        m.validate(space)
+        assert m != g
+        assert mutate(g, space, seed=s) == m
+        if load_space(space).kind == "cell":
+            diffs = [(a, b) for (_, ca), (_, cb) in zip(g.cells, m.cells)
+                     for na, nb in zip(ca.nodes, cb.nodes) for a, b in zip(na, nb) if a != b]
+            assert len(diffs) in (1, 2)  # one edge changed (re-sorting inputs may move a second)
+
+
+def test_networkx_view_and_depth():
+    g = get_reference("DARTS_V2")
+    graph = g.graph("normal", inputs=2)
+    assert nx.is_directed_acyclic_graph(graph)
+    assert set(graph.predecessors("out")) == {2, 3, 4, 5}
+    assert graph[2][5]["ops"] == ["dil_conv_3x3"]
+    assert g.depth("normal", 2) == 2  # input -> node 2 -> node 5
+
+
+def test_nb201_strings_round_trip_over_the_whole_space():
+    ops = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    seen = set()
+    for combo in itertools.islice(itertools.product(ops, repeat=6), 0, None, 37):
+        arch = "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*combo)
+        g = from_nb201_string(arch)
+        g.validate("nb201")
+        assert to_nb201_string(g) == arch
+        seen.add(arch)
+    assert len(seen) > 400
+
+
+def test_nb201_strings_of_the_benchmark_file():
+    path = shared_data("nas-bench-201", "nb201_200epoch_test.csv")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 15625
+    for row in rows[::97]:
+        assert to_nb201_string(from_nb201_string(row["ArchitectureString"])) == row["ArchitectureString"]
+
+
+def test_pruning_removes_dead_nodes():
+    # node 1 and node 2 only feed node 3 through `none`: dead, so their convs become `none`
+    g = from_nb201_string("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|")
+    pruned = g.prune("nb201")
+    pruned.validate("nb201")
+    assert to_nb201_string(pruned) == "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
+    # a live chain is kept as it is
+    resnet = get_reference("NB201_RESNET")
+    assert resnet.prune("nb201") == resnet
+
+
+def _darts_cell(nodes, concat=(2, 3, 4, 5)):
+    return CellGenotype(tuple(tuple(n) for n in nodes), concat)
+
+
+GOOD = [[("sep_conv_3x3", 0), ("sep_conv_3x3", 1)]] * 4
+
+
+@pytest.mark.parametrize("cells, message", [
+    ({"normal": _darts_cell([[("sep_conv_3x3", 0), ("sep_conv_3x3", 3)]] + GOOD[1:]),
+      "reduction": _darts_cell(GOOD)}, "out of range or makes a cycle"),
+    ({"normal": _darts_cell([[("sep_conv_3x3", 0), ("sep_conv_3x3", -1)]] + GOOD[1:]),
+      "reduction": _darts_cell(GOOD)}, "out of range"),
+    ({"normal": _darts_cell([[("conv_9x9", 0), ("sep_conv_3x3", 1)]] + GOOD[1:]),
+      "reduction": _darts_cell(GOOD)}, "op 'conv_9x9' on edge 0->2 is not in space 'darts'"),
+    ({"normal": _darts_cell([[("sep_conv_3x3", 0)]] + GOOD[1:]),
+      "reduction": _darts_cell(GOOD)}, "node 2 has 1 input edges; space 'darts' wants 2"),
+    ({"normal": _darts_cell(GOOD[:3]), "reduction": _darts_cell(GOOD)}, "has 3 nodes"),
+    ({"normal": _darts_cell(GOOD)}, "do not match space 'darts' cell types"),
+    ({"normal": _darts_cell(GOOD, concat=(2, 9)), "reduction": _darts_cell(GOOD)}, "output node 9 is out of range"),
+])
+def test_invalid_genotypes(cells, message):
+    with pytest.raises(NasError, match=message):
+        Genotype.from_cells("darts", **cells).validate("darts")
+
+
+def test_genotype_from_another_space():
+    with pytest.raises(NasError, match="genotype is for space 'darts', not 'nb201'"):
+        get_reference("DARTS_V2").validate("nb201")
+
+
+def test_bad_genotype_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(NasError, match="not valid JSON"):
+        Genotype.load(bad)
+    bad.write_text('{"cells": 3}')
+    with pytest.raises(NasError, match="not a genotype"):
+        Genotype.load(bad)
+    with pytest.raises(NasError, match="not found"):
+        Genotype.load(tmp_path / "missing.json")
+    with pytest.raises(NasError, match="unknown genotype 'NOPE'"):
+        resolve_genotype("NOPE")
+    with pytest.raises(NasError, match="not a NAS-Bench-201 arch string"):
+        from_nb201_string("|conv~0|+|")
