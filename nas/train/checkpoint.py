@@ -1,0 +1,102 @@
+"""Checkpoints: everything a killed run needs to continue bit-identically, as plain data.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and tuples only, so it loads with
+``torch.load(weights_only=True)``: no pickled project classes. It carries the model's
+:class:`~nas.train.spec.ModelSpec` as data, so :func:`load_model` rebuilds its own network.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.errors import NasError
+from nas.train.spec import ModelSpec
+
+FORMAT = 1  # bumped when the layout changes
+
+
+def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The state of every random generator a training step draws from."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        # numpy's state holds an ndarray; as a list it stays loadable with weights_only=True
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if loader_generator is not None:
+        state["loader"] = loader_generator.get_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if loader_generator is not None and "loader" in state:
+        loader_generator.set_state(state["loader"])
+
+
+def _as_tuple(obj: Any) -> Any:
+    """``random.setstate`` wants tuples all the way down."""
+    return tuple(_as_tuple(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically: a kill leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def copy_checkpoint(source: Path, target: Path) -> Path:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``nas train``; a damaged or foreign file is a :class:`NasError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise NasError(f"checkpoint {path} not found; pass a run folder of `nas train` or its checkpoints/*.pt")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged or "
+                       "from another program") from None
+    if not isinstance(state, dict) or "model" not in state or "spec" not in state:
+        raise NasError(f"{path} is not a `nas train` checkpoint (no model weights and spec)")
+    if state.get("format") != FORMAT:
+        raise NasError(f"{path} has checkpoint format {state.get('format')!r}; this version reads format {FORMAT}")
+    return state
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """Rebuild the network of a checkpoint with its weights: ``(model in eval mode, spec, checkpoint)``.
+
+    >>> model, spec, ckpt = load_model("runs/train-DARTS_V2/checkpoints/best.pt")  # doctest: +SKIP
+    """
+    state = load_checkpoint(path)
+    spec = ModelSpec.from_dict(state["spec"], source=str(path))
+    model = spec.build()
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise NasError(f"{path}: the weights do not fit the network the checkpoint describes; "
+                       "the file is damaged") from None
+    return model.eval(), spec, state
