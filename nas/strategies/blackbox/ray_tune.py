@@ -1,0 +1,625 @@
+"""Black-box search as Ray Tune trials: parallel or distributed, with early stopping.
+
+The strategies of :mod:`nas.strategies.blackbox.optuna_search` (random, TPE, regularized
+evolution, NSGA-II) run through ``ray.tune.search.optuna.OptunaSearch``: a define-by-run
+function samples each trial's genotype with the shared
+:func:`~nas.strategies.blackbox.sampling.suggest_genotype`. ``ray_search="basic"`` instead
+draws random genotypes with Tune's own ``BasicVariantGenerator`` over one ``tune.choice`` per
+decision. Each trial is one ``evaluator.evaluate``; its per-epoch reports go to Tune (with a
+checkpoint) so that ASHA, or asynchronous Hyperband, stops poor trials early.
+
+The run folder holds ``config.json``, ``versions.json``, the Tune experiment under ``tune/``
+(one ``trial_<id>/`` per trial with Tune's ``result.json``, ``progress.csv``, TensorBoard
+events, checkpoints, and the evaluator's own folder ``train/``), and at the end
+``genotype.json`` + ``best.json`` (best trial), ``trials.csv``, ``metrics.jsonl`` (one record per
+trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json`` +
+``pareto/`` + ``pareto.png``.
+
+>>> from nas.evaluators.nb201_table import NB201TableEvaluator
+>>> result = search_ray("nb201", NB201TableEvaluator(), strategy="tpe", trials=50)  # doctest: +SKIP
+>>> result.genotype, result.trials.head()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from nas.errors import NasError
+from nas.evaluators.base import Evaluator
+from nas.genotype import Genotype, resolve_genotype
+from nas.run import Run
+from nas.space import SearchSpace, load_space
+from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.optuna_search import (
+    STRATEGIES,
+    load_space_definition,
+    make_sampler,
+    objective_directions,
+    parse_objectives,
+)
+from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
+from nas.strategies.blackbox.sampling import genotype_to_params, param_choices, params_to_genotype, short_form
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEDULERS = ("asha", "hyperband", "none")
+RAY_SEARCHES = ("optuna", "basic")
+EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
+HYPERBAND_BRACKETS = 3
+# keys Tune adds to every result; trials.csv keeps the evaluator's metrics only
+_TUNE_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
+              "node_ip", "time_since_restore", "iterations_since_restore", "date", "checkpoint_dir_name",
+              "should_checkpoint", "config", "trial_id", "experiment_tag", "completed"}
+
+
+class TrialDiverged(RuntimeError):
+    """An objective became NaN or infinite: the trial is marked errored and the search goes on."""
+
+
+@dataclass
+class RaySearchResult:
+    """What a Ray Tune search found.
+
+    path: the run folder.
+    genotype: the best genotype among trials that ran to the end (several objectives: the
+        Pareto member best in the first objective); ``None`` when no trial finished.
+    metrics: that trial's final metrics.
+    pareto: the Pareto set of finished trials (one objective: just the best), as
+        (genotype, metrics) pairs.
+    trials: one row per trial (also written to ``trials.csv``): trial number and id, status
+        (``complete``, ``stopped`` early by the scheduler, ``error``), last epoch, metrics,
+        genotype, error.
+    connection: how the search reached Ray and its dashboard.
+    """
+
+    path: Path
+    genotype: Genotype | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pareto: list[tuple[Genotype, dict[str, Any]]] = field(default_factory=list)
+    trials: "pd.DataFrame | None" = None
+    connection: RayConnection | None = None
+
+
+# -- pieces Ray pickles: module-level so that a restored experiment finds them again --------------
+class GenotypeSpace:
+    """The define-by-run search space handed to ``OptunaSearch``: one genotype per trial.
+
+    Ray saves its searcher with ``pickle``, so this is a class rather than a closure.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        from nas.strategies.blackbox.sampling import suggest_genotype
+
+        suggest_genotype(trial, self.space)  # the suggestions become the trial's config
+
+
+class GenotypeMutation:
+    """:func:`~nas.strategies.blackbox.evolution.genotype_mutation` in a form ``pickle`` can store."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, params: dict[str, Any], population: Sequence[Any], rng: random.Random) -> dict[str, Any]:
+        return genotype_mutation(self.space)(params, population, rng)
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune trial folder name: short and stable, so a trial can find its own folder."""
+    return f"trial_{trial.trial_id}"
+
+
+def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpace, objectives: list[str],
+              run_path: str) -> None:
+    """One Tune trial: evaluate the genotype that ``config`` describes, reporting every epoch.
+
+    Each per-epoch report carries ``epoch`` (the scheduler's clock) and a checkpoint that
+    records the epoch; a trial restarted from its checkpoint (after a resume) skips the epochs
+    it already reported. The evaluator's folder is ``tune/trial_<id>/train`` in the run folder.
+    A NaN or infinite objective raises :class:`TrialDiverged`. The last report holds the
+    evaluator's final metrics and ``completed = 1``.
+    """
+    from ray import tune
+
+    genotype = params_to_genotype(config, space)
+    trial_dir = Path(run_path) / EXPERIMENT / f"trial_{tune.get_context().get_trial_id()}"
+    checkpoint = tune.get_checkpoint()
+    reported_epoch = _checkpoint_epoch(checkpoint) if checkpoint is not None else None
+    last_epoch: list[int] = []
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        _check_finite(metrics, objectives, f"at epoch {epoch}")
+        last_epoch[:] = [epoch]
+        if reported_epoch is not None and epoch <= reported_epoch:
+            return  # reported before this trial was restarted
+        values = {**_plain(metrics), "epoch": epoch}
+        with tempfile.TemporaryDirectory() as staging:
+            Path(staging, "progress.json").write_text(json.dumps({"epoch": epoch, "metrics": values,
+                                                                  "genotype": genotype.to_dict()}))
+            tune.report(values, checkpoint=tune.Checkpoint.from_directory(staging))
+
+    metrics = evaluator.evaluate(genotype, report=report, workdir=trial_dir / "train")
+    missing = [name for name in objectives if name not in metrics]
+    if missing:
+        raise NasError(f"objective {missing[0]!r} is not among the evaluator's metrics "
+                       f"({', '.join(sorted(metrics))}); choose --objectives from those")
+    _check_finite(metrics, objectives, "at the end")
+    final = {**_plain(metrics), "completed": 1}
+    if last_epoch and "epoch" not in final:
+        final["epoch"] = last_epoch[0]
+    tune.report(final)
+
+
+def _checkpoint_epoch(checkpoint: Any) -> int | None:
+    with checkpoint.as_directory() as folder:
+        progress = Path(folder, "progress.json")
+        return json.loads(progress.read_text())["epoch"] if progress.is_file() else None
+
+
+def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str) -> None:
+    for name in objectives:
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise TrialDiverged(f"{name} is {value} {when}: training diverged")
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Numbers and short strings only: what Tune's result files and TensorBoard can hold."""
+    plain: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, (int, float, str, bool)):
+            plain[key] = value
+    return plain
+
+
+# -- the search ------------------------------------------------------------------------------------
+def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str, trials: int,
+               out: str | Path | None = None, resume: str | Path | None = None, seed: int = 0,
+               address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float | None = None,
+               max_concurrent: int | None = None, scheduler: str = "asha", grace_period: int = 1,
+               reduction_factor: float = 2, objectives: str | Sequence[str] | None = None,
+               ray_search: str = "optuna", population: int | None = None, sample_size: int | None = None,
+               enqueue: Iterable[str | Genotype] = (), max_epochs: int | None = None,
+               dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
+               progress: bool = True) -> RaySearchResult:
+    """Search ``space`` with ``trials`` Ray Tune trials, each one ``evaluator.evaluate``.
+
+    strategy: ``random``, ``tpe``, ``evolution`` or ``nsga2`` (an Optuna sampler inside
+        ``OptunaSearch``); with ``ray_search="basic"`` only ``random``, drawn by Tune's
+        ``BasicVariantGenerator`` from ``tune.choice`` per decision.
+    resume: run folder of a stopped search: finished trials are kept, unfinished ones restart
+        from their last checkpoint, errored ones stay errored; settings come from its config.
+    address: Ray cluster to attach to (default ``$RAY_ADDRESS``; none: start a local Ray, with
+        its dashboard on ``dashboard_host``:``dashboard_port`` behind token authentication).
+    cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed); GPUs default
+        to 1 per trial when the cluster has GPUs, else 0.
+    max_concurrent: at most this many trials at once (default: as many as resources allow).
+    scheduler: ``asha`` (default), ``hyperband`` (asynchronous Hyperband: ASHA with
+        several brackets, which never pauses trials) or ``none``; it compares the first
+        objective at epochs ``grace_period``, ``grace_period * reduction_factor``, ... below
+        the last epoch. With several objectives there is no scheduler: stopping by one
+        objective would cut small models that belong to the Pareto front.
+    objectives: metric names (``"val_acc,params"``); several make a multi-objective search.
+    population, sample_size: evolution's P and S, NSGA-II's population.
+    enqueue: reference names, genotype files or genotypes evaluated first.
+    max_epochs: epochs a trial trains (default: the evaluator's ``epochs``); places the
+        scheduler's rungs.
+    """
+    space = load_space(space)
+    _check_options(trials=trials, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                   max_concurrent=max_concurrent, scheduler=scheduler, grace_period=grace_period,
+                   reduction_factor=reduction_factor, ray_search=ray_search, strategy=strategy)
+    if resume is not None:
+        run = Run.open(resume)
+        config = run.config
+        if config.get("backend") != "ray":
+            raise NasError(f"run {run.path} is not a Ray Tune search; resume it without --backend ray")
+        space = load_space_definition(config)
+        experiment = run.path / EXPERIMENT
+    else:
+        objective_names = parse_objectives(objectives, evaluator)
+        if strategy == "nsga2" and len(objective_names) == 1 and "params" in getattr(evaluator, "provides", ()):
+            objective_names.append("params")  # NSGA-II is a multi-objective method
+        multi = len(objective_names) > 1
+        if multi and strategy == "evolution":
+            raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
+                           "for several objectives")
+        epochs = max_epochs or getattr(evaluator, "epochs", None)
+        config = {"backend": "ray", "strategy": strategy, "ray_search": ray_search, "space": space.name,
+                  "space_definition": space.to_dict(),
+                  "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
+                                **evaluator.config()},
+                  "objectives": objective_names, "directions": objective_directions(objective_names, evaluator),
+                  "trials": trials, "seed": seed,
+                  "scheduler": "none" if multi else scheduler, "grace_period": grace_period,
+                  "reduction_factor": reduction_factor, "max_epochs": epochs,
+                  "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+                  "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size},
+                  "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue]}
+        enqueued = [genotype_to_params(g if isinstance(g, Genotype) else resolve_genotype(str(g)), space)
+                    for g in enqueue]
+        run = Run.create(f"ray-{strategy}", config, out=out, name=space.name)
+        experiment = run.path / EXPERIMENT
+
+    _quiet_tune()
+    connection = connect_ray(address, dashboard_host=dashboard_host, dashboard_port=dashboard_port)
+    try:
+        if progress:
+            print(connection.instructions(), flush=True)
+        import ray
+        from ray import tune
+
+        gpus = config["gpus_per_trial"]
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        _check_cluster_fits(config["cpus_per_trial"], gpus)
+        trainable = tune.with_resources(
+            tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
+                                 run_path=str(run.path.resolve())),
+            {"cpu": config["cpus_per_trial"], "gpu": gpus})
+        if resume is not None:
+            if not tune.Tuner.can_restore(str(experiment.resolve())):
+                raise NasError(f"run {run.path} holds no Tune experiment state to resume (no {EXPERIMENT}/ folder "
+                               "with experiment_state-*.json); start a new search")
+            tuner = tune.Tuner.restore(str(experiment.resolve()), trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+            if progress:
+                print(f"resuming {run.path}", flush=True)
+        else:
+            tuner = _new_tuner(trainable, run, space, config, enqueued, progress=progress)
+            if progress:
+                goals = ", ".join(f"{d} {o}" for o, d in zip(config["objectives"], config["directions"]))
+                print(f"run folder {run.path}; {strategy} on {space.name} as Ray Tune trials: {goals}; "
+                      f"scheduler {config['scheduler']}; {config['cpus_per_trial']} CPU + {gpus} GPU per trial",
+                      flush=True)
+        grid = tuner.fit()
+        result = write_outputs(run, grid, space, config)
+        result.connection = connection
+    finally:
+        run.close()
+        if connection.started_here:
+            import ray
+
+            ray.shutdown()
+    if progress:
+        _print_summary(result, config)
+    return result
+
+
+def _check_options(*, trials: int, cpus_per_trial: float, gpus_per_trial: float | None, max_concurrent: int | None,
+                   scheduler: str, grace_period: int, reduction_factor: float, ray_search: str, strategy: str) -> None:
+    if trials < 1:
+        raise NasError(f"--trials must be at least 1 for a Ray Tune search, got {trials}")
+    if strategy not in STRATEGIES:
+        raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if ray_search not in RAY_SEARCHES:
+        raise NasError(f"unknown --ray-search {ray_search!r}; choose one of {', '.join(RAY_SEARCHES)}")
+    if ray_search == "basic" and strategy != "random":
+        raise NasError(f"--ray-search basic draws random genotypes only; use --strategy random, or "
+                       f"--ray-search optuna for {strategy}")
+    if cpus_per_trial <= 0:
+        raise NasError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
+    if gpus_per_trial is not None and gpus_per_trial < 0:
+        raise NasError(f"--gpus-per-trial must not be negative, got {gpus_per_trial}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise NasError(f"--max-concurrent must be at least 1, got {max_concurrent}")
+    if scheduler not in SCHEDULERS:
+        raise NasError(f"unknown --scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if grace_period < 1:
+        raise NasError(f"--grace-period must be at least 1 epoch, got {grace_period}")
+    if reduction_factor <= 1:
+        raise NasError(f"--reduction-factor must be greater than 1, got {reduction_factor}")
+
+
+def _check_cluster_fits(cpus: float, gpus: float) -> None:
+    import ray
+
+    total = ray.cluster_resources()
+    for name, want in (("CPU", cpus), ("GPU", gpus)):
+        have = total.get(name, 0)
+        if want > have:
+            raise NasError(f"a trial asks for {want:g} {name}(s) but the Ray cluster has {have:g}; lower "
+                           f"--{name.lower()}s-per-trial or add nodes")
+
+
+def _quiet_tune() -> None:
+    """Settings for the Tune driver and, through it, the trials (set unless the user set them)."""
+    # trials keep the launch folder as working directory, so relative data paths still work
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    # a checkpoint per epoch triggers a warning about frequent experiment snapshots; they are small
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _new_tuner(trainable: Any, run: Run, space: SearchSpace, config: dict[str, Any],
+               enqueued: list[dict[str, Any]], *, progress: bool) -> Any:
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    objectives = list(config["objectives"])
+    modes = ["max" if d == "maximize" else "min" for d in config["directions"]]
+    multi = len(objectives) > 1
+    param_space: dict[str, Any] = {}
+    if config["ray_search"] == "basic":
+        search_alg: Any = BasicVariantGenerator(points_to_evaluate=enqueued or None, random_state=config["seed"])
+        param_space = {name: tune.choice(list(choices)) for name, choices in param_choices(space).items()}
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        sampler = make_sampler(config["strategy"], space, seed=config["seed"], multi_objective=multi,
+                               population=config["sampler"]["population"],
+                               sample_size=config["sampler"]["sample_size"])
+        if isinstance(sampler, RegularizedEvolutionSampler):
+            sampler = RegularizedEvolutionSampler(population_size=sampler.population_size,
+                                                  sample_size=sampler.sample_size,
+                                                  mutate=GenotypeMutation(space), seed=config["seed"])
+        search_alg = OptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
+                                  mode=modes if multi else modes[0], sampler=sampler,
+                                  points_to_evaluate=enqueued or None)
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=_make_scheduler(config, objectives[0], modes[0]),
+                                  num_samples=config["trials"], max_concurrent_trials=config["max_concurrent"],
+                                  trial_dirname_creator=trial_dirname,
+                                  # a worker process per trial would import torch and nas every time
+                                  reuse_actors=True)
+    run_config = tune.RunConfig(
+        storage_path=str(run.path.resolve()), name=EXPERIMENT,
+        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        verbose=1 if progress else 0)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def _make_scheduler(config: dict[str, Any], metric: str, mode: str) -> Any:
+    """ASHA / asynchronous Hyperband on the per-epoch ``epoch`` clock, or None (FIFO).
+
+    Rungs lie strictly below the last epoch (stopping a trial after its last epoch saves
+    nothing and would lose its final report), and trials are never stopped for reaching the
+    end, so every surviving trial delivers its final metrics.
+    """
+    if config["scheduler"] == "none":
+        return None
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    grace = int(config["grace_period"])
+    epochs = config.get("max_epochs")
+    max_t = max(grace, int(epochs) - 1) if epochs else 100
+    brackets = HYPERBAND_BRACKETS if config["scheduler"] == "hyperband" else 1
+    return AsyncHyperBandScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max_t, grace_period=grace,
+                                   reduction_factor=config["reduction_factor"], brackets=brackets,
+                                   stop_last_trials=False)
+
+
+# -- results ---------------------------------------------------------------------------------------
+def trials_table(grid: Any, space: SearchSpace, objectives: Sequence[str]) -> "pd.DataFrame":
+    """One row per trial of a Tune ``ResultGrid``, in trial order."""
+    import pandas as pd
+
+    rows = []
+    for number, result in enumerate(grid):  # the grid lists trials in the order Tune created them
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
+        try:
+            genotype = params_to_genotype(result.config or {}, space)
+            short = short_form(genotype)
+        except NasError:  # a trial that failed before Tune recorded its config
+            genotype, short = None, ""
+        if result.error is not None:
+            status = "error"
+        elif metrics.get("completed"):
+            status = "complete"
+        else:
+            status = "stopped"
+        row: dict[str, Any] = {"trial": number, "trial_id": trial_id,
+                               "status": status, "epoch": metrics.get("epoch")}
+        row.update({name: metrics.get(name) for name in objectives})
+        row.update({k: v for k, v in metrics.items() if k not in _TUNE_KEYS and k not in row})
+        row["seconds"] = metrics.get("time_total_s")
+        row["genotype"] = short
+        row["genotype_json"] = json.dumps(genotype.to_dict()) if genotype is not None else ""
+        row["error"] = _error_line(result.error) if result.error is not None else ""
+        row["path"] = str(result.path)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("trial").reset_index(drop=True) if rows else table
+
+
+def _error_line(error: BaseException) -> str:
+    """The trial's own exception, not Ray's wrapper around it."""
+    cause = getattr(error, "cause", None) or error
+    text = f"{type(cause).__name__}: {cause}"
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):  # Ray's traceback text ends with the original exception
+        if not line.startswith((" ", "\t")) and ":" in line:
+            return line[:500]
+    return lines[0][:500] if lines else type(cause).__name__
+
+
+def pareto_front(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated rows (``directions``: maximize/minimize per column).
+
+    >>> pareto_front([[0.9, 5], [0.8, 3], [0.7, 4]], ["maximize", "minimize"])
+    [0, 1]
+    """
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    scored = [[s * v for s, v in zip(signs, row)] for row in values]
+    front = []
+    for i, a in enumerate(scored):
+        dominated = any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
+                        for j, b in enumerate(scored) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def write_outputs(run: Run, grid: Any, space: SearchSpace, config: dict[str, Any]) -> RaySearchResult:
+    """Write trials.csv, metrics.jsonl, genotype.json/best.json, the Pareto set and plots."""
+    objectives = list(config["objectives"])
+    directions = list(config["directions"])
+    table = trials_table(grid, space, objectives)
+    if table.empty:
+        return RaySearchResult(run.path, None, trials=table)
+    table.to_csv(run.path / "trials.csv", index=False)
+    run.truncate_metrics(0)  # rewritten whole: a resumed search lists every trial once
+    for record in table.drop(columns=["genotype_json", "path"]).to_dict("records"):
+        run.log({k: v for k, v in record.items() if not _missing(v)}, step=int(record["trial"]))
+    finished = table[(table["status"] == "complete")
+                     & table[objectives].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(axis=1)]
+    if finished.empty:
+        _plot_history(run, table, objectives[0], directions[0])
+        return RaySearchResult(run.path, None, trials=table)
+    front_rows = finished.iloc[pareto_front(finished[objectives].astype(float).values.tolist(), directions)]
+    front_rows = front_rows.sort_values([objectives[0], "trial"], ascending=[directions[0] != "maximize", True])
+    pareto = [(Genotype.from_json(row["genotype_json"]), final_metrics(grid[int(row["trial"])]))
+              for _, row in front_rows.iterrows()]
+    best_row = front_rows.iloc[0]
+    best, best_metrics = pareto[0]
+    best.save(run.path / "genotype.json")
+    run.write_json("best.json", {"trial": int(best_row["trial"]), "trial_id": best_row["trial_id"],
+                                 "values": {name: best_row[name] for name in objectives},
+                                 "metrics": best_metrics, "genotype": best.to_dict(), "short": short_form(best)})
+    if len(objectives) > 1:
+        members = []
+        for (_, row), (genotype, metrics) in zip(front_rows.iterrows(), pareto):
+            name = f"pareto/{int(row['trial']):04d}.json"
+            run.write_json(name, genotype.to_dict())
+            members.append({"trial": int(row["trial"]), "file": name,
+                            "values": {o: row[o] for o in objectives}, "metrics": metrics,
+                            "short": short_form(genotype)})
+        run.write_json("pareto.json", {"objectives": objectives, "members": members})
+        _plot_pareto(run, finished, front_rows, objectives)
+    _plot_history(run, table, objectives[0], directions[0])
+    return RaySearchResult(run.path, best, best_metrics, pareto, trials=table)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def final_metrics(result: Any) -> dict[str, Any]:
+    """The evaluator's metrics in a trial's last report, without Tune's bookkeeping."""
+    return {k: v for k, v in (result.metrics or {}).items() if k not in _TUNE_KEYS}
+
+
+def _plot_history(run: Run, table: "pd.DataFrame", objective: str, direction: str) -> None:
+    """``history.png``: the objective of every trial by trial number, and the best so far
+    among trials that ran to the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    styles = {"complete": ("tab:blue", "o", "ran to the end"), "stopped": ("tab:gray", "x", "stopped early"),
+              "error": ("tab:red", "v", "error")}
+    for status, (color, marker, label) in styles.items():
+        part = table[(table["status"] == status) & table[objective].notna()]
+        if not part.empty:
+            ax.scatter(part["trial"], part[objective].astype(float), c=color, marker=marker, label=label, s=20)
+    done = table[(table["status"] == "complete") & table[objective].notna()].sort_values("trial")
+    if not done.empty:
+        values = done[objective].astype(float)
+        best = values.cummax() if direction == "maximize" else values.cummin()
+        ax.step(done["trial"], best, where="post", color="tab:orange", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.set_title(f"{objective} per trial ({'higher' if direction == 'maximize' else 'lower'} is better)")
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(run.path / "history.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_pareto(run: Run, finished: "pd.DataFrame", front: "pd.DataFrame", objectives: Sequence[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y = objectives[1], objectives[0]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(finished[x].astype(float), finished[y].astype(float), c="tab:gray", s=15, label="trials")
+    ordered = front.sort_values(x)
+    ax.plot(ordered[x].astype(float), ordered[y].astype(float), "o-", c="tab:orange", label="Pareto front")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(run.path / "pareto.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
+    table = result.trials
+    if table is None or table.empty:
+        print("no trial ran")
+        return
+    counts = table["status"].value_counts()
+    print(f"{len(table)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "stopped", "error")))
+    for _, row in table[table["status"] == "error"].iterrows():
+        print(f"  trial {int(row['trial'])} errored: {row['error']}")
+    if result.genotype is None:
+        print(f"no trial ran to the end; see {result.path}/trials.csv")
+        return
+    shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items()
+                     if k in config["objectives"] or k in ("test_acc", "params", "epoch"))
+    if len(config["objectives"]) > 1:
+        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
+    print(f"best: {short_form(result.genotype)} | {shown}")
+    print(f"genotype: {result.path}/genotype.json  (nas train --genotype {result.path})")
+    print(f"Tune logs: tensorboard --logdir {result.path}/{EXPERIMENT}")
+
+
+# -- command line ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The "Ray Tune" option group of ``nas search`` (used with ``--backend ray``)."""
+    group = parser.add_argument_group(
+        "Ray Tune", "with --backend ray: trials run as Ray Tune trials, in parallel on this machine or a cluster, "
+        "with early stopping; the Ray dashboard shows them (token authentication on)")
+    group.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""),
+                       help="Ray cluster to attach to (auto, host:6379 or ray://host:10001); default $RAY_ADDRESS; "
+                       "empty: start a local Ray for this search")
+    group.add_argument("--ray-search", choices=RAY_SEARCHES, default="optuna",
+                       help="optuna: the strategy's Optuna sampler inside Tune's OptunaSearch (default); "
+                       "basic: Tune's own random search over tune.choice per decision (--strategy random)")
+    group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    group.add_argument("--gpus-per-trial", type=float, default=None,
+                       help="GPUs per trial, fractions allowed (0.5: two trials share a GPU); "
+                       "default 1 when the cluster has GPUs, else 0")
+    group.add_argument("--max-concurrent", type=int, default=None,
+                       help="at most this many trials at once (default: as many as the resources allow)")
+    group.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+                       help="early stopping on per-epoch reports: asha (default), hyperband (asynchronous, "
+                       "3 brackets) or none; off with several objectives")
+    group.add_argument("--grace-period", type=int, default=1, help="epochs every trial trains before it may be stopped "
+                       "(default 1)")
+    group.add_argument("--reduction-factor", type=float, default=2,
+                       help="keep the best 1/F of trials at each rung (default 2)")
+    group.add_argument("--dashboard-host", default="127.0.0.1",
+                       help="interface of a local Ray's dashboard (default 127.0.0.1: this machine only)")
+    group.add_argument("--dashboard-port", type=int, default=None, help="port of a local Ray's dashboard (default 8265)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """``nas search --backend ray``: build the evaluator as the Optuna backend does, then search."""
+    from nas.strategies.blackbox import cli
+
+    space, evaluator = cli.space_and_evaluator(args)
+    search_ray(space, evaluator, strategy=args.strategy, trials=args.trials, out=args.out, resume=args.resume,
+               seed=args.seed, address=args.ray_address or None, cpus_per_trial=args.cpus_per_trial,
+               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, scheduler=args.scheduler,
+               grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+               objectives=args.objectives, ray_search=args.ray_search, population=args.population,
+               sample_size=args.sample_size, enqueue=args.enqueue or (),
+               dashboard_host=args.dashboard_host, dashboard_port=args.dashboard_port, progress=True)
+    sys.stdout.flush()
+    return 0
