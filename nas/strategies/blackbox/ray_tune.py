@@ -222,13 +222,19 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
     _check_options(trials=trials, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                    max_concurrent=max_concurrent, scheduler=scheduler, grace_period=grace_period,
                    reduction_factor=reduction_factor, ray_search=ray_search, strategy=strategy)
+    run: Run | None = None
     if resume is not None:
         run = Run.open(resume)
         config = run.config
         if config.get("backend") != "ray":
             raise NasError(f"run {run.path} is not a Ray Tune search; resume it without --backend ray")
+        from ray import tune
+
+        if not tune.Tuner.can_restore(str((run.path / EXPERIMENT).resolve())):
+            raise NasError(f"run {run.path} holds no Tune experiment state to resume (no {EXPERIMENT}/ folder "
+                           "with experiment_state-*.json); start a new search")
         space = load_space_definition(config)
-        experiment = run.path / EXPERIMENT
+        enqueued: list[dict[str, Any]] = []
     else:
         objective_names = parse_objectives(objectives, evaluator)
         if strategy == "nsga2" and len(objective_names) == 1 and "params" in getattr(evaluator, "provides", ()):
@@ -237,7 +243,6 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if multi and strategy == "evolution":
             raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
-        epochs = max_epochs or getattr(evaluator, "epochs", None)
         config = {"backend": "ray", "strategy": strategy, "ray_search": ray_search, "space": space.name,
                   "space_definition": space.to_dict(),
                   "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
@@ -245,20 +250,17 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                   "objectives": objective_names, "directions": objective_directions(objective_names, evaluator),
                   "trials": trials, "seed": seed,
                   "scheduler": "none" if multi else scheduler, "grace_period": grace_period,
-                  "reduction_factor": reduction_factor, "max_epochs": epochs,
+                  "reduction_factor": reduction_factor,
+                  "max_epochs": max_epochs or getattr(evaluator, "epochs", None),
                   "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
                   "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size},
                   "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue]}
         enqueued = [genotype_to_params(g if isinstance(g, Genotype) else resolve_genotype(str(g)), space)
                     for g in enqueue]
-        run = Run.create(f"ray-{strategy}", config, out=out, name=space.name)
-        experiment = run.path / EXPERIMENT
 
     _quiet_tune()
     connection = connect_ray(address, dashboard_host=dashboard_host, dashboard_port=dashboard_port)
     try:
-        if progress:
-            print(connection.instructions(), flush=True)
         import ray
         from ray import tune
 
@@ -266,30 +268,33 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         _check_cluster_fits(config["cpus_per_trial"], gpus)
+        if run is None:  # created only now, so that a refused setting leaves no folder behind
+            run = Run.create(f"ray-{strategy}", config, out=out, name=space.name)
+        if progress:
+            print(connection.instructions(), flush=True)
         trainable = tune.with_resources(
             tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
                                  run_path=str(run.path.resolve())),
             {"cpu": config["cpus_per_trial"], "gpu": gpus})
         if resume is not None:
-            if not tune.Tuner.can_restore(str(experiment.resolve())):
-                raise NasError(f"run {run.path} holds no Tune experiment state to resume (no {EXPERIMENT}/ folder "
-                               "with experiment_state-*.json); start a new search")
-            tuner = tune.Tuner.restore(str(experiment.resolve()), trainable, resume_unfinished=True,
+            tuner = tune.Tuner.restore(str((run.path / EXPERIMENT).resolve()), trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
             if progress:
-                print(f"resuming {run.path}", flush=True)
+                print(f"resuming {run.path}: finished and errored trials are kept, unfinished ones continue",
+                      flush=True)
         else:
             tuner = _new_tuner(trainable, run, space, config, enqueued, progress=progress)
             if progress:
                 goals = ", ".join(f"{d} {o}" for o, d in zip(config["objectives"], config["directions"]))
                 print(f"run folder {run.path}; {strategy} on {space.name} as Ray Tune trials: {goals}; "
-                      f"scheduler {config['scheduler']}; {config['cpus_per_trial']} CPU + {gpus} GPU per trial",
+                      f"scheduler {config['scheduler']}; {config['cpus_per_trial']:g} CPU + {gpus:g} GPU per trial",
                       flush=True)
         grid = tuner.fit()
         result = write_outputs(run, grid, space, config)
         result.connection = connection
     finally:
-        run.close()
+        if run is not None:
+            run.close()
         if connection.started_here:
             import ray
 

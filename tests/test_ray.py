@@ -1,0 +1,264 @@
+"""Ray Tune backend: a real local Ray (2 CPUs) with tiny trials.
+
+One Ray starts for the whole module. Trials score NAS-Bench-201 cells with a synthetic
+evaluator whose learning curve rises towards a quality set by the cell's ops, so that ASHA has
+clearly different curves to compare; it sleeps briefly per epoch and writes a line per start
+into its folder, which shows whether a trial ran again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray.tune")
+
+from nas.errors import NasError  # noqa: E402
+from nas.evaluators.base import Evaluator, Report  # noqa: E402
+from nas.genotype import Genotype, from_nb201_string, to_nb201_string  # noqa: E402
+from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray  # noqa: E402
+from nas.strategies.blackbox.ray_tune import pareto_front, search_ray  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+OP_QUALITY = {"none": 0.0, "skip_connect": 0.2, "avg_pool_3x3": 0.4, "nor_conv_1x1": 0.7, "nor_conv_3x3": 1.0}
+GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+RAISES = "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"
+DIVERGES = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|skip_connect~2|"
+
+
+def quality(genotype: Genotype) -> float:
+    ops = [op for _, cell in genotype.cells for node in cell.nodes for op, _ in node]
+    return sum(OP_QUALITY[op] for op in ops) / len(ops)
+
+
+class CurveEvaluator(Evaluator):
+    """val_acc after epoch e is quality * (1 - 0.5**e); ``faults`` maps arch strings to
+    ``"raise"`` or ``"nan"`` (at epoch 2)."""
+
+    objective = "val_acc"
+    space = "nb201"
+    provides = ("val_acc", "params")
+
+    def __init__(self, epochs: int = 8, sleep: float = 0.05, faults: dict[str, str] | None = None) -> None:
+        self.epochs = epochs
+        self.sleep = sleep
+        self.faults = dict(faults or {})
+
+    def evaluate(self, genotype: Genotype, *, report: Report | None = None,
+                 workdir: Path | None = None) -> dict[str, Any]:
+        assert workdir is not None
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(workdir / "starts.txt", "a") as f:
+            f.write("start\n")
+        fault = self.faults.get(to_nb201_string(genotype))
+        value = 0.0
+        for epoch in range(1, self.epochs + 1):
+            time.sleep(self.sleep)
+            value = quality(genotype) * (1 - 0.5 ** epoch)
+            if fault == "raise" and epoch == 2:
+                raise RuntimeError("synthetic failure in epoch 2")
+            if fault == "nan" and epoch == 2:
+                value = float("nan")
+            if report is not None:
+                report(epoch, {"val_acc": value})
+        convs = sum(op.startswith("nor_conv") for _, c in genotype.cells for n in c.nodes for op, _ in n)
+        return {"val_acc": value, "params": 1000 + 100 * convs}
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "curve", "epochs": self.epochs}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray with 2 CPUs and its dashboard; the token lives in a temporary file."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as mp:
+        # every variable the backend sets is registered here, so it is restored afterwards
+        mp.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path_factory.mktemp("ray-auth") / "token"))
+        mp.delenv("RAY_AUTH_TOKEN", raising=False)
+        mp.delenv("RAY_ADDRESS", raising=False)
+        mp.setenv("RAY_AUTH_MODE", "token")
+        mp.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        mp.setenv("RAY_CHDIR_TO_TRIAL_DIR", "0")
+        mp.setenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        connection = connect_ray(num_cpus=2, object_store_memory=200 * 2**20, dashboard_port=_free_port(),
+                                 log_to_driver=False)
+        try:
+            yield connection
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def asha_run(cluster: RayConnection, tmp_path_factory: pytest.TempPathFactory):
+    """8 random trials x 8 epochs under ASHA (grace 1, factor 2)."""
+    out = tmp_path_factory.mktemp("asha") / "run"
+    return search_ray("nb201", CurveEvaluator(epochs=8), strategy="random", trials=8, seed=0, out=out,
+                      progress=False)
+
+
+def test_asha_stops_poor_trials_early_and_keeps_the_best(asha_run) -> None:
+    table = asha_run.trials
+    assert len(table) == 8
+    stopped = table[table["status"] == "stopped"]
+    complete = table[table["status"] == "complete"]
+    assert len(stopped) >= 1 and len(complete) >= 1
+    assert (stopped["epoch"] < 8).all()
+    assert (complete["epoch"] == 8).all()
+    # curves never cross, so the best cell is never stopped: the result is the best of all 8
+    qualities = [quality(Genotype.from_json(g)) for g in table["genotype_json"]]
+    assert quality(asha_run.genotype) == max(qualities)
+    assert asha_run.metrics["val_acc"] == pytest.approx(max(qualities) * (1 - 0.5 ** 8))
+    assert asha_run.metrics["params"] >= 1000  # the evaluator's final metrics reached the result
+
+
+def test_run_folder_holds_the_usual_outputs(asha_run) -> None:
+    path = asha_run.path
+    config = json.loads((path / "config.json").read_text())
+    assert config["backend"] == "ray" and config["scheduler"] == "asha" and config["max_epochs"] == 8
+    assert (path / "versions.json").is_file()
+    genotype = Genotype.load(path / "genotype.json").validate("nb201")
+    assert genotype == asha_run.genotype
+    best = json.loads((path / "best.json").read_text())
+    assert best["values"]["val_acc"] == pytest.approx(asha_run.metrics["val_acc"])
+    assert len((path / "trials.csv").read_text().strip().splitlines()) == 9
+    assert len((path / "metrics.jsonl").read_text().splitlines()) == 8
+    assert (path / "history.png").stat().st_size > 1000
+    # Tune's files per trial, the evaluator's folder inside the trial's folder
+    trial_dirs = sorted((path / "tune").glob("trial_*"))
+    assert len(trial_dirs) == 8
+    for trial_dir in trial_dirs:
+        assert (trial_dir / "result.json").is_file() and list(trial_dir.glob("events.out.tfevents*"))
+        assert (trial_dir / "train" / "starts.txt").read_text() == "start\n"
+
+
+def test_dashboard_lists_the_trials_and_wants_the_token(cluster: RayConnection, asha_run) -> None:
+    import ray
+
+    assert cluster.token and cluster.dashboard_url.startswith("http://127.0.0.1:")
+    token_file = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert token_file.read_text().strip() == cluster.token
+    assert token_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+    text = cluster.instructions()
+    assert cluster.dashboard_url in text and cluster.token in text and "Authorization: Bearer" in text
+
+    status, body = cluster.get("/api/v0/actors?detail=1&limit=1000")
+    assert status == 200
+    job = ray.get_runtime_context().get_job_id()
+    trial_actors = [a for a in body["data"]["result"]["result"]
+                    if a.get("repr_name") == "nas_trial" and a.get("job_id") == job]
+    assert trial_actors, "the dashboard should list the actors that ran this search's trials"
+    status, jobs = cluster.get("/api/jobs/")
+    assert status == 200 and any(j.get("job_id") == job for j in jobs)
+
+    assert cluster.get("/api/jobs/", authenticated=False)[0] == 401
+    intruder = dataclasses.replace(cluster, token="0" * 64)
+    assert intruder.get("/api/v0/actors")[0] == 403
+
+
+def test_errored_and_diverged_trials_are_recorded_and_the_rest_go_on(cluster, tmp_path: Path) -> None:
+    evaluator = CurveEvaluator(epochs=3, faults={RAISES: "raise", DIVERGES: "nan"})
+    result = search_ray("nb201", evaluator, strategy="tpe", trials=3, enqueue=[RAISES, GOOD, DIVERGES],
+                        scheduler="none", out=tmp_path / "run", progress=False)
+    by_arch = {to_nb201_string(Genotype.from_json(row["genotype_json"])): row
+               for _, row in result.trials.iterrows()}
+    assert by_arch[RAISES]["status"] == "error"
+    assert "synthetic failure in epoch 2" in by_arch[RAISES]["error"]
+    assert by_arch[DIVERGES]["status"] == "error"
+    assert "TrialDiverged" in by_arch[DIVERGES]["error"] and "nan" in by_arch[DIVERGES]["error"]
+    assert by_arch[GOOD]["status"] == "complete"
+    assert result.genotype == from_nb201_string(GOOD)
+    # errors are in trials.csv too
+    assert "synthetic failure" in (result.path / "trials.csv").read_text()
+
+
+def test_tune_random_search_with_two_objectives_writes_the_pareto_set(cluster, tmp_path: Path) -> None:
+    result = search_ray("nb201", CurveEvaluator(epochs=2, sleep=0.01), strategy="random", ray_search="basic",
+                        trials=6, seed=3, objectives="val_acc,params", out=tmp_path / "run", progress=False)
+    config = json.loads((result.path / "config.json").read_text())
+    assert config["scheduler"] == "none"  # ASHA on one objective would cut Pareto members
+    table = result.trials
+    assert (table["status"] == "complete").all() and len(table) == 6
+    values = table[["val_acc", "params"]].astype(float).values.tolist()
+    expected = {int(table.iloc[i]["trial"]) for i in pareto_front(values, ["maximize", "minimize"])}
+    members = json.loads((result.path / "pareto.json").read_text())["members"]
+    assert {m["trial"] for m in members} == expected
+    for member in members:
+        Genotype.load(result.path / member["file"]).validate("nb201")
+    assert (result.path / "pareto.png").is_file()
+
+
+def _terminated_trials(experiment: Path) -> set[str]:
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return set()
+    try:
+        data = json.loads(states[-1].read_text())
+    except json.JSONDecodeError:  # caught while Tune rewrote it
+        return set()
+    trials = (json.loads(entry[0]) for entry in data["trial_data"])
+    return {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(cluster: RayConnection, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    script = ("import sys\n"
+              "from tests.test_ray import CurveEvaluator\n"
+              "from nas.strategies.blackbox.ray_tune import search_ray\n"
+              "search_ray('nb201', CurveEvaluator(epochs=3, sleep=0.3), strategy='tpe', trials=6, seed=1,\n"
+              "           scheduler='none', max_concurrent=1, out=sys.argv[1], address=sys.argv[2], progress=False)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", script, str(run), cluster.address], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 150
+        while len(_terminated_trials(run / "tune")) < 2:
+            if process.poll() is not None:
+                pytest.fail("the search ended before it could be killed: " + process.stderr.read().decode()[-2000:])
+            if time.time() > deadline:
+                pytest.fail("no two trials finished within 150 s")
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+    finished_before = _terminated_trials(run / "tune")
+    assert len(finished_before) < 6
+
+    result = search_ray("nb201", CurveEvaluator(epochs=3, sleep=0.3), strategy="tpe", trials=6, resume=run,
+                        progress=False)
+    table = result.trials
+    assert len(table) == 6 and (table["status"] == "complete").all()
+    assert finished_before <= set(table["trial_id"])
+    for trial_id in finished_before:  # kept, not run again
+        assert (run / "tune" / f"trial_{trial_id}" / "train" / "starts.txt").read_text() == "start\n"
+    assert (run / "genotype.json").is_file()
+
+
+def test_mistakes_are_refused_with_a_clear_message(cluster, tmp_path: Path) -> None:
+    evaluator = CurveEvaluator()
+    with pytest.raises(NasError, match="--ray-search basic draws random genotypes only"):
+        search_ray("nb201", evaluator, strategy="tpe", trials=2, ray_search="basic", out=tmp_path / "a")
+    with pytest.raises(NasError, match="--scheduler"):
+        search_ray("nb201", evaluator, strategy="random", trials=2, scheduler="fifo", out=tmp_path / "b")
+    with pytest.raises(NasError, match="a trial asks for 3 CPU"):
+        search_ray("nb201", evaluator, strategy="random", trials=2, cpus_per_trial=3, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # refused before a run folder was made
+    with pytest.raises(NasError, match="not a run folder"):
+        search_ray("nb201", evaluator, strategy="random", trials=2, resume=tmp_path / "missing")
