@@ -78,7 +78,8 @@ def test_cli_options_override_only_what_is_set():
     args = build_parser().parse_args(["train", "--genotype", "DARTS_V2", "--lr", "0.1", "--no-augment",
                               "--export-formats", "all"])
     config = train_config_from_args(args, "cifar10")
-    assert config.lr == 0.1 and config.augment is False and config.export_formats == ("source", "pt2", "torchscript", "onnx")
+    assert config.lr == 0.1 and config.augment is False
+    assert config.export_formats == ("source", "pt2", "torchscript", "onnx")
     assert dataclasses.replace(config, lr=0.025, augment=True, export_formats=("source",)) == recipe("cifar10")
 
 
@@ -96,6 +97,7 @@ def test_training_run_folder(finished):
     assert size["macs"] > 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+    assert all(r["train_images"] == TINY.train_subset for r in records)  # 96 images = 3 full batches of 32
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "images_per_s"):
         assert all(isinstance(r[key], float) for r in records), key
     assert records[0]["lr"] == TINY.lr and records[1]["lr"] < TINY.lr  # cosine schedule

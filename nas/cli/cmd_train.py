@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.input_size is not None and args.input_size < 8:
         raise NasError(f"--input-size must be at least 8 pixels, got {args.input_size}")
     target = Path(args.target)
-    run_dir = target if (target / "checkpoints").is_dir() else None
+    run_dir = target if _is_train_run(target) else None
     example = None
     if run_dir is not None or target.suffix in (".pt", ".pth"):
         source = run_dir / "checkpoints" / f"{args.checkpoint}.pt" if run_dir is not None else target
@@ -138,7 +138,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
             channels = int(load_checkpoint(source)["spec"].get("in_channels", 3))
             example = _example(channels, args.input_size)
-        paths = export(source, formats, out, example_input=example, name=(run_dir or target).name)
+        label = json.loads((run_dir / "config.json").read_text()).get("label") if run_dir else None
+        paths = export(source, formats, out, example_input=example, name=label or target.stem)
     else:
         from nas.genotype import resolve_genotype
         from nas.run import seed_everything
@@ -160,6 +161,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{fmt:12s} {path}  (max abs diff {'unchecked' if diff is None else f'{diff:.1e}'})")
     print(f"manifest     {manifest}")
     return 0
+
+
+def _is_train_run(path: Path) -> bool:
+    """A `nas train` run folder (a search run folder exports as its genotype, untrained)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("kind") == "train"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _example(channels: int, size: int):

@@ -89,9 +89,9 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
             raise NasError("the source export needs the architecture: pass spec=ModelSpec(...), a run folder or a "
                            "checkpoint")
         source_export.standalone_network(spec, state, input_size=x.shape[-1])  # fails before writing anything
-        vision = source_export.needs_torchvision(spec)
-        if vision:
-            warnings.warn(f"the standalone source imports torchvision for {', '.join(vision)} "
+        vision_ops = source_export.needs_torchvision(spec)
+        if vision_ops:
+            warnings.warn(f"the standalone source imports torchvision for {', '.join(vision_ops)} "
                           "(torchvision.ops.DeformConv2d); every other part needs only torch", stacklevel=2)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -121,9 +121,10 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
             "verified_with": _VERIFIED_WITH[fmt] if output is not None else "onnx.checker (onnxruntime not installed)",
             "seconds": round(time.perf_counter() - started, 2)}
         results[fmt] = files[0]
+    vision = spec is not None and bool(source_export.needs_torchvision(spec))
     manifest.update({
         "example_input_shape": list(x.shape), "tolerance": TOLERANCE, "torch": torch.__version__,
-        "requires": ["torch", "torchvision"] if spec is not None and source_export.needs_torchvision(spec) else ["torch"],
+        "requires": ["torch", "torchvision"] if vision else ["torch"],
         "model": spec.to_dict() if spec is not None else None})
     tmp = manifest_path.with_name(MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -96,8 +96,8 @@ def _docstring(spec: ModelSpec, *, input_size: int, title: str) -> str:
     return (f'"""{title or spec.space.name}: {shape}, {spec.num_classes} classes.\n\n'
             f"Exported by nas {version} with torch {torch.__version__}. Standalone: this file needs {needs}.\n"
             f"The architecture is the ``ARCH`` dict below; the weights are ``{SAFETENSORS_FILE}`` (read with\n"
-            f"safetensors when it is installed) or ``{STATE_DICT_FILE}`` (read with ``torch.load(weights_only=True)``)\n"
-            "next to this file.\n\n"
+            f"safetensors when it is installed) or ``{STATE_DICT_FILE}`` (read with\n"
+            "``torch.load(weights_only=True)``) next to this file.\n\n"
             "    import torch\n"
             "    import model  # this file\n\n"
             "    net = model.load()  # eval mode, with the trained weights\n"

@@ -390,7 +390,8 @@ class ChainNetwork(nn.Module):
     def __init__(self, arch: dict[str, Any]):
         super().__init__()
         C_stem, C_head = arch["stem_channels"], arch["head_channels"]
-        self.stem = nn.Sequential(*_conv_bn(arch["in_channels"], C_stem, 3, arch["stem_stride"]), nn.ReLU6(inplace=True))
+        self.stem = nn.Sequential(*_conv_bn(arch["in_channels"], C_stem, 3, arch["stem_stride"]),
+                                  nn.ReLU6(inplace=True))
         self.body = ChainBody(arch["stages"], C_stem)
         self.head = nn.Sequential(*_conv_bn(self.body.out_channels, C_head, 1), nn.ReLU6(inplace=True))
         self.global_pool = nn.AdaptiveAvgPool2d(1)

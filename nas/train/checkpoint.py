@@ -22,15 +22,15 @@ from nas.train.spec import ModelSpec
 FORMAT = 1  # bumped when the layout changes
 
 
-def rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
-    """The state of every random generator a training step draws from."""
+def rng_state(loader_generator: torch.Generator | None = None, *, cuda: bool = False) -> dict[str, Any]:
+    """The state of every random generator a training step draws from (CUDA's when ``cuda``)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
         # numpy's state holds an ndarray; as a list it stays loadable with weights_only=True
         "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state_all() if cuda else [],
     }
     if loader_generator is not None:
         state["loader"] = loader_generator.get_state()

@@ -44,8 +44,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else fp16 + GradScaler; fp32 on the CPU
     channels_last: bool | None = None  # NHWC memory layout; None: on a GPU only
     num_workers: int = 0  # DataLoader worker processes; 0 keeps the CPU fast path for small data and tests
-    train_subset: int | None = None  # train on this many images (a seeded sample); for benchmarks and smoke tests
-    val_subset: int | None = None  # evaluate on this many images (a seeded sample); for benchmarks and smoke tests
+    train_subset: int | None = None  # train on this many images (one fixed sample for any seed); benchmarks, tests
+    val_subset: int | None = None  # evaluate on this many images (one fixed sample); benchmarks, tests
     max_train_batches: int | None = None  # end every epoch after this many batches; for smoke tests only
     export_formats: tuple[str, ...] = ("source",)  # exported into the run folder at the end (see nas.export)
 

@@ -12,9 +12,10 @@ import contextlib
 import resource
 import sys
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +117,7 @@ def train(genotype: Genotype | str | None, dataset: str | None = None, *, config
     val_loader = DataLoader(plan.val_set, batch_size=cfg.batch_size, shuffle=False,
                             num_workers=cfg.num_workers, pin_memory=cuda)
     steps = len(train_loader) if cfg.max_train_batches is None else min(len(train_loader), cfg.max_train_batches)
-    autocast: Callable[[], ContextManager] = (
+    autocast: Callable[[], AbstractContextManager] = (
         (lambda: torch.autocast(device_type="cuda", dtype=amp_dtype)) if amp_dtype is not None
         else contextlib.nullcontext)
     if cuda:
@@ -143,7 +144,8 @@ def train(genotype: Genotype | str | None, dataset: str | None = None, *, config
             val_loss, val_acc = _evaluate(model, val_loader, autocast, device, memory_format)
             record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                       "val_acc": val_acc, "lr": lr, "drop_path": drop_prob,
-                      "epoch_time_s": time.perf_counter() - started, "images_per_s": seen / train_time,
+                      "epoch_time_s": time.perf_counter() - started, "train_images": seen,
+                      "images_per_s": seen / train_time,
                       "peak_mem_mib": peak_memory_mib(device)}
             run.log(record, step=epoch)
             records.append(record)
@@ -153,7 +155,7 @@ def train(genotype: Genotype | str | None, dataset: str | None = None, *, config
             last = save_checkpoint(run.path / "checkpoints" / "last.pt", {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "rng": rng_state(loader_generator), "spec": plan.spec.to_dict(), "train": cfg.to_dict(),
+                "rng": rng_state(loader_generator, cuda=cuda), "spec": plan.spec.to_dict(), "train": cfg.to_dict(),
                 "dataset": plan.dataset, "best": best})
             if improved:
                 copy_checkpoint(last, run.path / "checkpoints" / "best.pt")
@@ -170,7 +172,7 @@ def train(genotype: Genotype | str | None, dataset: str | None = None, *, config
 
 
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, autocast: Callable[[], ContextManager], device: torch.device,
+                 scaler: torch.amp.GradScaler, autocast: Callable[[], AbstractContextManager], device: torch.device,
                  memory_format: torch.memory_format, cfg: TrainConfig, steps: int, *, desc: str,
                  progress: bool) -> tuple[float, float, int]:
     """One pass over ``steps`` batches; returns mean loss (main head), accuracy and images seen."""
@@ -207,8 +209,8 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, loader: DataLoader, autocast: Callable[[], ContextManager], device: torch.device,
-              memory_format: torch.memory_format) -> tuple[float, float]:
+def _evaluate(model: nn.Module, loader: DataLoader, autocast: Callable[[], AbstractContextManager],
+              device: torch.device, memory_format: torch.memory_format) -> tuple[float, float]:
     model.eval()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
