@@ -259,7 +259,9 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                     for g in enqueue]
 
     _quiet_tune()
-    connection = connect_ray(address, dashboard_host=dashboard_host, dashboard_port=dashboard_port)
+    # trials' own output stays in Ray's logs (the dashboard shows it): parallel trials would interleave
+    connection = connect_ray(address, dashboard_host=dashboard_host, dashboard_port=dashboard_port,
+                             log_to_driver=False)
     try:
         import ray
         from ray import tune
@@ -370,19 +372,28 @@ def _new_tuner(trainable: Any, run: Run, space: SearchSpace, config: dict[str, A
             sampler = RegularizedEvolutionSampler(population_size=sampler.population_size,
                                                   sample_size=sampler.sample_size,
                                                   mutate=GenotypeMutation(space), seed=config["seed"])
-        search_alg = OptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
-                                  mode=modes if multi else modes[0], sampler=sampler,
-                                  points_to_evaluate=enqueued or None)
+        import optuna
+
+        previous = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not the note that a study was created
+        try:
+            search_alg = OptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
+                                      mode=modes if multi else modes[0], sampler=sampler,
+                                      points_to_evaluate=enqueued or None)
+        finally:
+            optuna.logging.set_verbosity(previous)
     tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=_make_scheduler(config, objectives[0], modes[0]),
                                   num_samples=config["trials"], max_concurrent_trials=config["max_concurrent"],
                                   trial_dirname_creator=trial_dirname,
                                   # a worker process per trial would import torch and nas every time
                                   reuse_actors=True)
+    from nas.strategies.blackbox.ray_progress import TrialLines
+
     run_config = tune.RunConfig(
         storage_path=str(run.path.resolve()), name=EXPERIMENT,
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        verbose=1 if progress else 0)
+        callbacks=[TrialLines(space, objectives)] if progress else None, verbose=0)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
