@@ -7,6 +7,7 @@ into its folder, which shows whether a trial ran again.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -177,12 +178,12 @@ def test_errors_and_nan_are_recorded_and_two_objectives_give_a_pareto_set(cluste
     """Tune's own random search (tune.choice per decision), three enqueued cells first: one
     raises, one diverges to NaN, one is good; the search goes on past the failures."""
     evaluator = CurveEvaluator(epochs=3, sleep=0.01, faults={RAISES: "raise", DIVERGES: "nan"})
-    result = search_ray("nb201", evaluator, strategy="random", ray_search="basic", trials=6, seed=3,
+    result = search_ray("nb201", evaluator, strategy="random", ray_search="basic", trials=5, seed=3,
                         objectives="val_acc,params", enqueue=[RAISES, GOOD, DIVERGES], out=tmp_path / "run",
                         progress=True)
     printed = capsys.readouterr().out
     assert f"ERROR    | {RAISES}" in printed and "complete | val_acc" in printed
-    assert "6 trials: 4 complete, 0 stopped, 2 error" in printed
+    assert "5 trials: 3 complete, 0 stopped, 2 error" in printed
 
     table = result.trials
     by_arch = {to_nb201_string(Genotype.from_json(row["genotype_json"])): row for _, row in table.iterrows()}
@@ -265,3 +266,51 @@ def test_mistakes_are_refused_with_a_clear_message(cluster, tmp_path: Path) -> N
     assert not (tmp_path / "c").exists()  # refused before a run folder was made
     with pytest.raises(NasError, match="not a run folder"):
         search_ray("nb201", evaluator, strategy="random", trials=2, resume=tmp_path / "missing")
+
+
+def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+    from nas.genotype import resolve_genotype
+
+    root = REPO.parent / "shared" / "data" / "nas-bench-201"
+    if not (root / "nb201_12epoch_val_test.csv").is_file():
+        pytest.skip(f"NAS-Bench-201 tables not present at {root} (see ../shared/data/README.md)")
+    out = tmp_path / "run"
+    common = ["search", "--backend", "ray", "--strategy", "evolution", "--space", "nb201", "--evaluator", "nb201",
+              "--nb201-root", str(root)]
+    assert main([*common, "--trials", "8", "--population", "4", "--sample-size", "2", "--scheduler", "hyperband",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Ray dashboard: {cluster.dashboard_url}" in printed and cluster.token in printed
+    assert "8 trials: 8 complete" in printed
+    found = resolve_genotype(str(out))  # what nas train --genotype RUN reads
+    best = json.loads((out / "best.json").read_text())
+    with open(out / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert found.validate("nb201") == Genotype.from_dict(best["genotype"])
+    assert best["values"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows))
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy"] == "evolution" and config["scheduler"] == "hyperband"
+
+    assert main([*common, "--resume", str(out), "--trials", "9"]) == 2
+    assert "finishes its own 8 trials" in capsys.readouterr().err
+    assert main([*common, "--trials", "2", "--pruner", "sha", "--out", str(tmp_path / "other")]) == 2
+    assert "--pruner belongs to --backend optuna" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_training_trials_report_every_epoch(cluster, tmp_path: Path) -> None:
+    from nas.evaluators.training import TrainingEvaluator
+
+    evaluator = TrainingEvaluator("digits", space="nb201", epochs=2, init_channels=4, batch_size=32, device="cpu",
+                                  train_subset=128, val_subset=64)
+    result = search_ray("nb201", evaluator, strategy="random", trials=2, scheduler="none", out=tmp_path / "run",
+                        progress=False)
+    table = result.trials
+    assert (table["status"] == "complete").all() and (table["epoch"] == 2).all()
+    assert (table["params"] > 0).all() and table["val_acc"].between(0, 1).all()
+    for _, row in table.iterrows():
+        train_run = Path(row["path"]) / "train"
+        assert len((train_run / "metrics.jsonl").read_text().splitlines()) == 2  # the trainer's own run folder
+        progress = (Path(row["path"]) / "progress.csv").read_text().splitlines()
+        assert len(progress) == 1 + 3  # header, two epochs, the final report

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from nas.errors import NasError
 from nas.evaluators.base import Evaluator
+from nas.evaluators.training import TrialDiverged
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
@@ -59,10 +60,6 @@ HYPERBAND_BRACKETS = 3
 _TUNE_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
               "node_ip", "time_since_restore", "iterations_since_restore", "date", "checkpoint_dir_name",
               "should_checkpoint", "config", "trial_id", "experiment_tag", "completed"}
-
-
-class TrialDiverged(RuntimeError):
-    """An objective became NaN or infinite: the trial is marked errored and the search goes on."""
 
 
 @dataclass
@@ -126,9 +123,11 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
 
     Each per-epoch report carries ``epoch`` (the scheduler's clock) and a checkpoint that
     records the epoch; a trial restarted from its checkpoint (after a resume) skips the epochs
-    it already reported. The evaluator's folder is ``tune/trial_<id>/train`` in the run folder.
-    A NaN or infinite objective raises :class:`TrialDiverged`. The last report holds the
-    evaluator's final metrics and ``completed = 1``.
+    it already reported. The evaluator's folder is ``tune/trial_<id>/train`` in the run folder
+    (``train-2``, ``train-3``, ... for a restarted trial: evaluators start from scratch in a
+    new folder). A NaN or infinite objective raises
+    :class:`~nas.evaluators.training.TrialDiverged`. The last report holds the evaluator's
+    final metrics and ``completed = 1``.
     """
     from ray import tune
 
@@ -149,7 +148,12 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
                                                                   "genotype": genotype.to_dict()}))
             tune.report(values, checkpoint=tune.Checkpoint.from_directory(staging))
 
-    metrics = evaluator.evaluate(genotype, report=report, workdir=trial_dir / "train")
+    workdir = trial_dir / "train"
+    attempt = 1
+    while workdir.exists():
+        attempt += 1
+        workdir = trial_dir / f"train-{attempt}"
+    metrics = evaluator.evaluate(genotype, report=report, workdir=workdir)
     missing = [name for name in objectives if name not in metrics]
     if missing:
         raise NasError(f"objective {missing[0]!r} is not among the evaluator's metrics "
@@ -233,6 +237,9 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if not tune.Tuner.can_restore(str((run.path / EXPERIMENT).resolve())):
             raise NasError(f"run {run.path} holds no Tune experiment state to resume (no {EXPERIMENT}/ folder "
                            "with experiment_state-*.json); start a new search")
+        if trials != config["trials"]:
+            raise NasError(f"a resumed Ray Tune search finishes its own {config['trials']} trials (Tune cannot add "
+                           f"more); drop --trials, or start a new search for {trials}")
         space = load_space_definition(config)
         enqueued: list[dict[str, Any]] = []
     else:
@@ -629,8 +636,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     """``nas search --backend ray``: build the evaluator as the Optuna backend does, then search."""
     from nas.strategies.blackbox import cli
 
+    if args.pruner != "none":
+        raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
+    if args.storage or args.study_name:
+        raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its state "
+                       f"in <run>/{EXPERIMENT}/ (resume it with --resume RUN)")
     space, evaluator = cli.space_and_evaluator(args)
-    search_ray(space, evaluator, strategy=args.strategy, trials=args.trials, out=args.out, resume=args.resume,
+    strategy = Run.open(args.resume).config.get("strategy", args.strategy) if args.resume else args.strategy
+    search_ray(space, evaluator, strategy=strategy, trials=args.trials, out=args.out, resume=args.resume,
                seed=args.seed, address=args.ray_address or None, cpus_per_trial=args.cpus_per_trial,
                gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, scheduler=args.scheduler,
                grace_period=args.grace_period, reduction_factor=args.reduction_factor,
