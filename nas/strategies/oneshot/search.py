@@ -1,0 +1,446 @@
+"""The DARTS search loop: bilevel optimisation of a supernet, one run folder per search.
+
+Each step takes an architecture step on a batch of the validation half (first or second
+order, :mod:`nas.strategies.oneshot.architect`) and a weight step on a batch of the training
+half (SGD, momentum 0.9, cosine learning rate, gradient clipping), as in the DARTS paper.
+After every epoch the discrete genotype is derived and written to the run folder with the
+architecture weights, and a checkpoint allows ``resume``.
+
+Run folder::
+
+    config.json, versions.json        settings (space, data, DartsConfig, seed)
+    metrics.jsonl, tensorboard/       one record per epoch
+    genotypes.jsonl                   the genotype derived after each epoch
+    alphas/epoch_NNN.json             raw and softmaxed architecture weights per epoch
+    checkpoints/last.pt               weights, alphas, optimisers, scheduler, RNG states
+    genotype.json, genotype.png       the result and its cell diagram
+    alphas.png, alpha_history.png     weight heatmaps and their course over epochs
+    result.json                       summary
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from nas.data import DatasetInfo, get_dataset, search_split
+from nas.errors import NasError
+from nas.genotype import Genotype
+from nas.run import Run, resolve_device, seed_everything
+from nas.space import SearchSpace, load_space, space_from_dict
+from nas.strategies.oneshot.architect import Architect
+from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
+from nas.strategies.oneshot.supernet import Supernet
+
+COLLAPSE_REMEDIES = ("aux-skip", "early-stop", "none")
+Report = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class DartsConfig:
+    """Settings of a DARTS search. The defaults are a tiny search that finishes in a few
+    minutes on a laptop CPU (the ``digits`` demo); the paper's CIFAR-10 search is
+    ``DartsConfig(epochs=50, init_channels=16, layers=8, cutout=0)`` (batch 64).
+
+    collapse_remedy: against DARTS' drift towards parameter-free skip connections.
+        ``"aux-skip"`` (default, DARTS-; Chu et al., ICLR 2021): every edge gets an extra skip
+        connection scaled by ``beta``, decayed linearly from 1 to 0 over the search, so the
+        ``skip_connect`` candidates no longer win merely by easing gradient flow.
+        ``"early-stop"`` (DARTS+; Liang et al. 2019): stop once the normal cell derived after
+        an epoch holds ``max_skips`` or more skip connections. ``"none"``: plain DARTS.
+    partial_channels: ``K > 1`` sends ``1/K`` of the channels through each mixed op (PC-DARTS),
+        which cuts memory and time about ``K``-fold; edge normalisation comes with it unless
+        ``edge_normalisation`` is ``False``.
+    max_steps: at most this many steps per epoch (smoke tests); ``None`` for full epochs.
+    warmup_epochs: epochs that train only the weights before architecture steps begin
+        (PC-DARTS uses 15 of 50).
+    amp, channels_last: bfloat16 autocast and channels-last tensors on CUDA; ignored on the CPU.
+    """
+
+    epochs: int = 4
+    batch_size: int = 64
+    init_channels: int = 8
+    layers: int = 5
+    order: int = 1
+    partial_channels: int = 1
+    edge_normalisation: bool | None = None
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    warmup_epochs: int = 0
+    collapse_remedy: str = "aux-skip"
+    max_skips: int = 2
+    train_portion: float = 0.5
+    max_steps: int | None = None
+    image_size: int | None = None
+    cutout: int = 0
+    workers: int | None = None
+    amp: bool = True
+    channels_last: bool = True
+
+    def validate(self) -> "DartsConfig":
+        """Raise :class:`NasError` on settings that cannot work; returns self."""
+        positive = ("epochs", "batch_size", "init_channels", "partial_channels", "max_skips")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise NasError(f"DARTS {name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.layers, int) or self.layers < 3:
+            raise NasError(f"DARTS layers must be at least 3 (two of them are reductions), got {self.layers!r}")
+        if self.order not in (1, 2):
+            raise NasError(f"DARTS order must be 1 (first order) or 2 (second order, unrolled), got {self.order!r}")
+        if self.collapse_remedy not in COLLAPSE_REMEDIES:
+            raise NasError(f"unknown collapse remedy {self.collapse_remedy!r}; choose one of "
+                           f"{', '.join(COLLAPSE_REMEDIES)}")
+        if self.init_channels % self.partial_channels:
+            raise NasError(f"partial channels K={self.partial_channels} must divide init channels "
+                           f"{self.init_channels}; choose K from "
+                           f"{[k for k in range(1, self.init_channels + 1) if self.init_channels % k == 0]}")
+        if not 0 < self.train_portion < 1:
+            raise NasError(f"DARTS train portion must be between 0 and 1 (exclusive), got {self.train_portion}")
+        for name in ("w_lr", "arch_lr"):
+            if not getattr(self, name) > 0:
+                raise NasError(f"DARTS {name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise NasError(f"DARTS max steps must be a positive integer (or unset), got {self.max_steps}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise NasError(f"DARTS warmup epochs ({self.warmup_epochs}) must be at least 0 and below "
+                           f"the epochs ({self.epochs}), or the architecture never trains")
+        return self
+
+    @property
+    def uses_edge_normalisation(self) -> bool:
+        return self.partial_channels > 1 if self.edge_normalisation is None else bool(self.edge_normalisation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DartsConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NasError(f"unknown DARTS settings {unknown}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if "arch_betas" in values:
+            values["arch_betas"] = tuple(values["arch_betas"])
+        return cls(**values).validate()
+
+
+@dataclass(frozen=True)
+class DartsResult:
+    """What a search found: the run folder, the final genotype and architecture weights."""
+
+    path: Path
+    genotype: Genotype
+    alphas: dict[str, torch.Tensor]  # softmaxed, [num_edges, num_ops] per cell type
+    edge_weights: dict[str, torch.Tensor] | None = None
+    epochs: int = 0
+    stopped_early: bool = False
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- reproducibility -------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    cached), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, workers: int, pin: bool) -> DataLoader:
+    # A generator per loader and epoch: the batch order depends only on (seed, epoch), so a
+    # resumed run draws the same batches as an uninterrupted one.
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size,
+                      num_workers=workers, pin_memory=pin, generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=False)
+
+
+# -- run folder helpers ------------------------------------------------------------------------
+def _truncate_jsonl(path: Path, keep: int) -> None:
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line.strip()][:keep]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill never leaves half a checkpoint
+
+
+def _as_numpy(weights: dict[str, torch.Tensor] | None) -> dict[str, np.ndarray] | None:
+    return None if weights is None else {k: v.detach().float().cpu().numpy() for k, v in weights.items()}
+
+
+def _cell_space(space: SearchSpace | str) -> SearchSpace:
+    space = load_space(space)
+    if space.kind != "cell":
+        raise NasError(f"DARTS searches cell spaces (darts, lecture, nb201 or a cell .yaml); {space.name!r} is a "
+                       f"{space.kind} space: search it with --strategy evolution, tpe, random or nsga2")
+    return space
+
+
+def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo = "digits", *,
+                 config: DartsConfig | None = None, out: str | Path | None = None, resume: str | Path | None = None,
+                 seed: int = 0, data_root: str | Path | None = None, device: str = "auto", progress: bool = True,
+                 report: Report | None = None) -> DartsResult:
+    """Search ``space`` on ``dataset`` with DARTS; returns the run folder, genotype and weights.
+
+    resume: a run folder to continue from its last checkpoint; space, data set, seed and
+        config then come from that folder (``dataset`` is only used when it is a loaded
+        :class:`~nas.data.DatasetInfo`).
+    report: called as ``report(epoch, metrics)`` after each epoch (epochs count from 1); it
+        may raise to stop the search, which leaves a resumable run folder.
+
+    >>> result = search_darts("nb201", "digits", config=DartsConfig(epochs=1, max_steps=2,   # doctest: +SKIP
+    ...                       init_channels=4, layers=3, image_size=16), progress=False)
+    >>> result.genotype.validate("nb201")  # doctest: +SKIP
+    """
+    if resume is not None:
+        run = Run.open(resume)
+        saved = run.config
+        if saved.get("strategy") != "darts" or "darts" not in saved:
+            raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts`")
+        space = space_from_dict(saved["space"], source=f"{resume}/config.json")
+        config = DartsConfig.from_dict(saved["darts"])
+        seed = int(saved["seed"])
+        data_root = data_root if data_root is not None else saved.get("data_root")
+        if not isinstance(dataset, DatasetInfo):
+            dataset = saved["dataset"]
+    else:
+        space = _cell_space(space)
+        config = (config or DartsConfig()).validate()
+        run = None
+    dev = resolve_device(device)
+    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(
+        dataset, data_root, image_size=config.image_size, cutout=config.cutout)
+
+    seed_everything(seed)
+    model = Supernet(space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
+                     in_channels=info.in_channels, partial_channels=config.partial_channels,
+                     edge_normalisation=config.uses_edge_normalisation,
+                     aux_skip=config.collapse_remedy == "aux-skip")
+    if run is None:
+        run = Run.create("darts", {
+            "strategy": "darts", "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
+            "data_root": None if data_root is None else str(data_root), "seed": seed, "device": str(dev),
+            "num_classes": info.num_classes, "image_size": info.image_size, "darts": config.to_dict(),
+            "supernet_params": sum(p.numel() for p in model.weight_parameters())}, out=out, name=space.name)
+    try:
+        return _search(run, model, space, info, config, seed=seed, dev=dev, progress=progress, report=report)
+    finally:
+        run.close()
+
+
+def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, config: DartsConfig, *, seed: int,
+            dev: torch.device, progress: bool, report: Report | None) -> DartsResult:
+    cuda = dev.type == "cuda"
+    memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
+    model.to(dev, memory_format=memory_format)
+    amp = cuda and config.amp and torch.cuda.is_bf16_supported()
+    autocast: Callable[[], AbstractContextManager] = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+
+    w_optimizer = torch.optim.SGD(model.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                  weight_decay=config.w_weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min)
+    architect = Architect(model, order=config.order, lr=config.arch_lr, betas=config.arch_betas,
+                          weight_decay=config.arch_weight_decay, w_momentum=config.w_momentum,
+                          w_weight_decay=config.w_weight_decay, autocast=autocast)
+
+    train_part, val_part = search_split(info.train, fraction=config.train_portion, seed=seed)
+    workers = config.workers if config.workers is not None else (4 if cuda else 0)
+    steps = min(len(train_part) // config.batch_size or 1, len(val_part) // config.batch_size or 1)
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    total_steps = steps * config.epochs
+
+    checkpoint_path = run.path / "checkpoints" / "last.pt"
+    start_epoch, stopped_early = 0, False
+    history: list[dict[str, np.ndarray]] = []
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        w_optimizer.load_state_dict(state["w_optimizer"])
+        architect.optimizer.load_state_dict(state["arch_optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, stopped_early = int(state["epoch"]), bool(state["stopped_early"])
+        history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
+        run.truncate_metrics(start_epoch)
+        _truncate_jsonl(run.path / "genotypes.jsonl", start_epoch)
+        if progress:
+            tqdm.write(f"resuming {run.path} after epoch {start_epoch}/{config.epochs}")
+    elif progress:
+        tqdm.write(f"DARTS search of {space.name!r} on {info.name} ({len(train_part)} train / {len(val_part)} val "
+                   f"images, {info.image_size}px): {config.epochs} epochs x {steps} steps, "
+                   f"{sum(p.numel() for p in model.weight_parameters()):,} supernet weights, order {config.order}, "
+                   f"collapse remedy {config.collapse_remedy}, device {dev}; run folder {run.path}")
+
+    genotype = None
+    metrics: dict[str, Any] = {}
+    epoch = start_epoch
+    while epoch < config.epochs and not stopped_early:
+        started = time.perf_counter()
+        model.train()
+        lr = scheduler.get_last_lr()[0]
+        arch_steps = epoch >= config.warmup_epochs
+        train_loader = _loader(train_part, batch_size=config.batch_size, shuffle=True, seed=seed * 1_000_003 + 2 * epoch,
+                               workers=workers, pin=cuda)
+        val_loader = _loader(val_part, batch_size=config.batch_size, shuffle=True, seed=seed * 1_000_003 + 2 * epoch + 1,
+                             workers=workers, pin=cuda)
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress,
+                   dynamic_ncols=True)
+        train_loss = train_correct = seen = 0.0
+        for step, ((x, y), (x_val, y_val)) in enumerate(zip(train_loader, val_loader)):
+            if step >= steps:
+                break
+            x = x.to(dev, non_blocking=True, memory_format=memory_format)
+            y = y.to(dev, non_blocking=True)
+            x_val = x_val.to(dev, non_blocking=True, memory_format=memory_format)
+            y_val = y_val.to(dev, non_blocking=True)
+            if config.collapse_remedy == "aux-skip":
+                model.aux_skip_beta = max(0.0, 1.0 - (epoch * steps + step) / total_steps)
+            loss, logits = train_step(model, architect, w_optimizer, x, y, x_val, y_val, lr=lr,
+                                      grad_clip=config.grad_clip, arch_step=arch_steps, autocast=autocast)
+            train_loss += loss.item() * len(y)
+            train_correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            bar.set_postfix(loss=f"{train_loss / seen:.3f}", acc=f"{train_correct / seen:.1%}")
+            bar.update()
+        bar.close()
+        scheduler.step()
+        val_loss, val_acc = _evaluate(model, val_part, config, dev, memory_format, autocast, workers, cuda)
+        epoch += 1
+
+        weights = model.op_weights()
+        edge_weights = model.edge_weights()
+        genotype = derive_genotype(space, weights, edge_weights)
+        history.append(_as_numpy(weights))
+        run.write_json(f"alphas/epoch_{epoch:03d}.json", {
+            "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
+            "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
+            "edge_weights": edge_weights})
+        with open(run.path / "genotypes.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": epoch, "genotype": genotype.to_dict(), "short": short_genotype(genotype)}) + "\n")
+        skips = count_ops(genotype, "skip_connect")
+        if config.collapse_remedy == "early-stop" and arch_steps and skips >= config.max_skips:
+            stopped_early = True
+        metrics = {"epoch": epoch, "train_loss": train_loss / max(seen, 1), "train_acc": train_correct / max(seen, 1),
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "aux_skip_beta": model.aux_skip_beta,
+                   "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
+                   "genotype": short_genotype(genotype)}
+        run.log(metrics, step=epoch)
+        _save_checkpoint(run.path / "checkpoints" / "last.pt", {
+            "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
+            "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+            "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history]})
+        if progress:
+            tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
+                       f"{metrics['train_acc']:.1%}  val loss {val_loss:.3f} acc {val_acc:.1%}  "
+                       f"{metrics['epoch_time_s']:.0f}s  {metrics['genotype']}")
+            if stopped_early:
+                tqdm.write(f"early stop (DARTS+): the normal cell has {skips} skip connections "
+                           f"(limit {config.max_skips}); keeping this epoch's genotype")
+        if report is not None:
+            report(epoch, metrics)
+
+    return _finish(run, model, space, genotype, history, epoch, stopped_early)
+
+
+def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *, lr: float, grad_clip: float,
+               arch_step: bool = True,
+               autocast: Callable[[], AbstractContextManager] = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+    """One search step: an architecture step on ``(x_val, y_val)``, then a weight step on
+    ``(x, y)``; returns the training loss and logits."""
+    if arch_step:
+        architect.step(x, y, x_val, y_val, w_lr=lr, w_optimizer=w_optimizer)
+    w_optimizer.zero_grad()
+    with autocast():
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(model.weight_parameters()), grad_clip)
+    w_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+@torch.no_grad()
+def _evaluate(model: Supernet, dataset: Dataset, config: DartsConfig, dev: torch.device,
+              memory_format: torch.memory_format, autocast: Callable[[], AbstractContextManager], workers: int,
+              cuda: bool) -> tuple[float, float]:
+    """Loss and accuracy of the supernet (eval mode) on the validation half."""
+    model.eval()
+    loader = _loader(dataset, batch_size=config.batch_size, shuffle=False, seed=0, workers=workers, pin=cuda)
+    total_loss = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    for i, (x, y) in enumerate(loader):
+        if config.max_steps is not None and i >= config.max_steps:
+            break
+        x = x.to(dev, non_blocking=True, memory_format=memory_format)
+        y = y.to(dev, non_blocking=True)
+        with autocast():
+            logits = model(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    model.train()
+    return float(total_loss) / max(seen, 1), int(correct) / max(seen, 1)
+
+
+def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | None,
+            history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool) -> DartsResult:
+    from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
+    from nas.viz import plot_genotype
+
+    weights = model.op_weights()
+    edge_weights = model.edge_weights()
+    if genotype is None:  # resumed a finished run: the checkpoint's weights give the same genotype
+        genotype = derive_genotype(space, weights, edge_weights)
+    genotype.save(run.path / "genotype.json")
+    plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
+    plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
+                title=f"architecture weights after {epochs} epochs")
+    if history:
+        plot_alpha_history(history, space, run.path / "alpha_history.png")
+    metrics = run.metrics()
+    run.write_json("result.json", {"genotype": genotype.to_dict(), "short": short_genotype(genotype),
+                                   "epochs": epochs, "stopped_early": stopped_early,
+                                   "final": metrics[-1] if metrics else {}})
+    return DartsResult(path=run.path, genotype=genotype, alphas={k: v.detach().cpu() for k, v in weights.items()},
+                       edge_weights=None if edge_weights is None else {k: v.detach().cpu() for k, v in edge_weights.items()},
+                       epochs=epochs, stopped_early=stopped_early, metrics=metrics)

@@ -1,0 +1,222 @@
+"""The DARTS supernet: every edge of a cell is a mixed op over all candidate ops of the space.
+
+A mixed op returns ``sum_o softmax(alpha)_o * o(x)``; there is one ``alpha`` tensor per cell
+type, shaped ``[num_edges, num_ops]``, shared by all cells of that type. Node ``i`` of a cell
+reads every earlier node (both cell inputs and the previous intermediate nodes), so dense
+spaces (NAS-Bench-201) and top-k spaces (DARTS) share one supernet; they differ only in how a
+discrete genotype is derived (:mod:`nas.strategies.oneshot.derive`).
+
+Options from later work:
+
+* partial channel connections (PC-DARTS, Xu et al. 2020): only ``1/K`` of the channels pass
+  through the ops, the rest bypass them, then the channels are shuffled; edge-normalisation
+  weights ``beta`` (softmax over the edges entering a node) steady the edge choice;
+* an auxiliary skip connection on every edge, scaled by a decaying ``aux_skip_beta``
+  (DARTS-, Chu et al. 2021), against the collapse into skip connections.
+
+The macro structure is that of :mod:`nas.builders`: stem, cells, reductions at 1/3 and 2/3 of
+the depth (reduction cells, or NAS-Bench-201's residual blocks), global pooling, classifier.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.builders.cells import ResidualReduction
+from nas.builders.networks import reduction_layers
+from nas.errors import NasError
+from nas.ops import create_op
+from nas.ops.conv import FactorizedReduce, ReLUConvBN
+from nas.space import SearchSpace, load_space
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups, so the channels that skipped an edge's ops take
+    part in the next edge's (PC-DARTS)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class MixedOp(nn.Module):
+    """One supernet edge: the softmax-weighted sum of every candidate op.
+
+    Ops use BatchNorm without affine parameters (the architecture weights do the scaling);
+    pooling ops get such a BatchNorm after them, as in DARTS, so their scale matches the
+    convolutions'. With ``partial_channels=K`` the ops see the first ``C/K`` channels only.
+    """
+
+    def __init__(self, ops: Sequence[str], C: int, stride: int, *, partial_channels: int = 1,
+                 aux_skip: bool = False):
+        super().__init__()
+        self.partial_channels = partial_channels
+        self.stride = stride
+        C_op = C // partial_channels
+        self.ops = nn.ModuleList()
+        for name in ops:
+            op = create_op(name, C_op, C_op, stride, affine=False)
+            if "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
+            self.ops.append(op)
+        # The bypassed channels must shrink with the ops' output on a stride-2 edge.
+        self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if partial_channels > 1 and stride == 2 else None
+        self.aux_skip: nn.Module | None = None
+        if aux_skip:
+            self.aux_skip = FactorizedReduce(C, C, affine=False) if stride == 2 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0) -> torch.Tensor:
+        if self.partial_channels > 1:
+            C_op = x.shape[1] // self.partial_channels
+            x_ops, x_bypass = x[:, :C_op], x[:, C_op:]
+        else:
+            x_ops, x_bypass = x, None
+        out = sum(w * op(x_ops) for w, op in zip(weights, self.ops))
+        if x_bypass is not None:
+            if self.bypass_pool is not None:
+                x_bypass = self.bypass_pool(x_bypass)
+            out = channel_shuffle(torch.cat([out, x_bypass], dim=1), self.partial_channels)
+        if self.aux_skip is not None and aux_skip_beta > 0:
+            out = out + aux_skip_beta * self.aux_skip(x)
+        return out
+
+
+class SearchCell(nn.Module):
+    """A cell whose node ``i`` sums mixed ops over every earlier node (inputs included)."""
+
+    def __init__(self, space: SearchSpace, *, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 partial_channels: int = 1, aux_skip: bool = False):
+        super().__init__()
+        self.inputs = space.inputs
+        self.reduction = reduction
+        self.cell_type = "reduction" if reduction else "normal"
+        if space.inputs == 2:
+            self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                                else ReLUConvBN(C_pp, C, 1, 1, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, affine=False) if C_p != C else nn.Identity()
+        self.edges = nn.ModuleList()
+        self.sources: list[int] = []  # per edge: the node it reads
+        self.node_edges: list[range] = []  # per intermediate node: its edge indices
+        for node in space.intermediate:
+            start = len(self.edges)
+            for src in range(node):
+                stride = 2 if reduction and src < space.inputs else 1
+                self.edges.append(MixedOp(space.ops, C, stride, partial_channels=partial_channels, aux_skip=aux_skip))
+                self.sources.append(src)
+            self.node_edges.append(range(start, len(self.edges)))
+        self.concat = space.default_concat()
+        self.out_channels = C * len(self.concat)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None,
+                aux_skip_beta: float) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)] if self.inputs == 2 else [self.preprocess1(s1)]
+        for edges in self.node_edges:
+            total = 0
+            for e in edges:
+                h = self.edges[e](states[self.sources[e]], weights[e], aux_skip_beta)
+                if edge_weights is not None:
+                    h = edge_weights[e] * h
+                total = total + h
+            states.append(total)
+        if len(self.concat) == 1:
+            return states[self.concat[0]]
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+def edges_per_cell(space: SearchSpace) -> int:
+    """Number of supernet edges in one cell: node ``i`` reads all ``i`` earlier nodes."""
+    return sum(space.intermediate)
+
+
+class Supernet(nn.Module):
+    """The one-shot network of a cell space; see the module docstring.
+
+    >>> net = Supernet("darts", C=4, layers=3)
+    >>> net(torch.randn(2, 3, 16, 16)).shape
+    torch.Size([2, 10])
+    >>> {k: tuple(a.shape) for k, a in net.alphas.items()}
+    {'normal': (14, 8), 'reduction': (14, 8)}
+    """
+
+    def __init__(self, space: SearchSpace | str, *, C: int, layers: int, num_classes: int = 10,
+                 in_channels: int = 3, partial_channels: int = 1, edge_normalisation: bool = False,
+                 aux_skip: bool = False):
+        super().__init__()
+        space = load_space(space)
+        if space.kind != "cell":
+            raise NasError(f"DARTS searches cell spaces; {space.name!r} is a {space.kind} space "
+                           "(use a black-box strategy such as --strategy evolution for it)")
+        if layers < 3:
+            raise NasError(f"the supernet needs at least 3 layers (two of them are reductions), got {layers}")
+        if partial_channels < 1 or C % partial_channels:
+            raise NasError(f"partial channels K={partial_channels} must be a positive divisor of the initial "
+                           f"channels C={C}; pick K in {[k for k in range(1, C + 1) if C % k == 0]}")
+        self.space = space
+        self.partial_channels = partial_channels
+        self.aux_skip_beta = 1.0 if aux_skip else 0.0
+        net = space.network
+        residual = net.get("reduction") == "residual"
+        C_stem = int(net.get("stem_multiplier", 3)) * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
+        reductions = reduction_layers(layers)
+        self.cells = nn.ModuleList()
+        C_pp, C_p, C_curr, reduction_prev = C_stem, C_stem, C, False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_curr *= 2
+            if reduction and residual:
+                cell: nn.Module = ResidualReduction(C_p, C_curr)
+            else:
+                cell = SearchCell(space, C_pp=C_pp, C_p=C_p, C=C_curr, reduction=reduction,
+                                  reduction_prev=reduction_prev, partial_channels=partial_channels, aux_skip=aux_skip)
+            self.cells.append(cell)
+            C_pp, C_p, reduction_prev = C_p, cell.out_channels, reduction
+        self.head = nn.Sequential(nn.BatchNorm2d(C_p), nn.ReLU()) if net.get("head") == "bn_relu" else nn.Identity()
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+        num_edges = edges_per_cell(space)
+        self.cell_types = space.cell_types
+        # Small random values: every op starts (almost) equally likely, ties broken by the seed.
+        self.alphas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(num_edges, len(space.ops)))
+                                        for t in self.cell_types})
+        self.betas = (nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(num_edges)) for t in self.cell_types})
+                      if edge_normalisation else None)
+        self.node_edges = next(c for c in self.cells if isinstance(c, SearchCell)).node_edges
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture parameters: ``alphas`` (and edge-normalisation ``betas``)."""
+        params = list(self.alphas.values())
+        if self.betas is not None:
+            params += list(self.betas.values())
+        return params
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        """Every network weight, i.e. everything but :meth:`arch_parameters`."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return (p for p in self.parameters() if id(p) not in arch)
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """Softmax of ``alphas`` over the ops of each edge, per cell type."""
+        return {t: F.softmax(a, dim=-1) for t, a in self.alphas.items()}
+
+    def edge_weights(self) -> dict[str, torch.Tensor] | None:
+        """Edge-normalisation weights: softmax of ``betas`` over the edges entering each node."""
+        if self.betas is None:
+            return None
+        return {t: torch.cat([F.softmax(b[edges.start:edges.stop], dim=-1) for edges in self.node_edges])
+                for t, b in self.betas.items()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        edge_weights = self.edge_weights()
+        for cell in self.cells:
+            if isinstance(cell, SearchCell):
+                weights = F.softmax(self.alphas[cell.cell_type], dim=-1)
+                ew = edge_weights[cell.cell_type] if edge_weights is not None else None
+                s0, s1 = s1, cell(s0, s1, weights, ew, self.aux_skip_beta)
+            else:
+                s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.global_pool(self.head(s1)).flatten(1))
