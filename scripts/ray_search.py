@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", choices=STRATEGIES, default="tpe")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or imagenet16-120")
-    parser.add_argument("--nb201-root", help="folder of the NAS-Bench-201 tables (default ../shared/data/nas-bench-201)")
+    parser.add_argument("--nb201-root",
+                        help="folder of the NAS-Bench-201 tables (default ../shared/data/nas-bench-201)")
     parser.add_argument("--address", help="Ray cluster to attach to (default $RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per CPU)")
     parser.add_argument("--seed", type=int, default=0)

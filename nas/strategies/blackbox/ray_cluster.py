@@ -1,9 +1,10 @@
 """Connecting to Ray for a search: a local Ray started on demand, or an existing cluster,
 with the Ray dashboard behind Ray's token authentication.
 
-Ray (2.52 and later) guards its dashboard, its HTTP API and its gRPC ports with a shared
-token when ``RAY_AUTH_MODE=token``. Ray reads the token from ``RAY_AUTH_TOKEN`` (the token
-itself), else the file named by ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. The
+Ray (2.60 here) guards its dashboard, its HTTP API and its gRPC ports with a shared token
+when ``RAY_AUTH_MODE=token``; a local ``ray.init()`` turns that on by default. Ray reads the
+token from ``RAY_AUTH_TOKEN`` (the token itself), else the file named by
+``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. The
 dashboard accepts it as an ``Authorization: Bearer <token>`` header (or
 ``X-Ray-Authorization``), or as the ``ray-authentication-token`` cookie that its login page
 sets after ``POST /api/authenticate``; anything else gets 401 (no token) or 403 (wrong token).
@@ -133,8 +134,9 @@ def _enable_token_auth() -> bool:
         from ray._private.authentication.authentication_token_setup import _enable_token_auth as ray_enable
         from ray._raylet import AuthenticationTokenLoader
     except ImportError:
-        raise NasError("the installed Ray has no token authentication (Ray >= 2.52 has it); upgrade Ray "
-                       f"(pip install -U 'ray[tune,default]') or set {AUTH_MODE_ENV}=disabled to run without it") from None
+        raise NasError("the installed Ray has no token authentication (Ray 2.60 has it); upgrade Ray "
+                       f"(pip install -U 'ray[tune,default]') or set {AUTH_MODE_ENV}=disabled to run without "
+                       "it") from None
     ray_enable()  # sets RAY_AUTH_MODE=token and reloads Ray's cached config
     AuthenticationTokenLoader.instance().reset_cache()
     return True

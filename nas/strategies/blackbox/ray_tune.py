@@ -179,7 +179,7 @@ def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str)
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Numbers and short strings only: what Tune's result files and TensorBoard can hold."""
+    """Numbers and strings only: what Tune's result files can hold (TensorBoard takes the numbers)."""
     plain: dict[str, Any] = {}
     for key, value in metrics.items():
         if hasattr(value, "item"):
@@ -629,7 +629,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep the best 1/F of trials at each rung (default 2)")
     group.add_argument("--dashboard-host", default="127.0.0.1",
                        help="interface of a local Ray's dashboard (default 127.0.0.1: this machine only)")
-    group.add_argument("--dashboard-port", type=int, default=None, help="port of a local Ray's dashboard (default 8265)")
+    group.add_argument("--dashboard-port", type=int, default=None,
+                       help="port of a local Ray's dashboard (default 8265)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
