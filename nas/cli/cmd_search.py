@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from nas.errors import NasError
+
 ORDER = 20
 
 # strategy name -> module that implements it (imported only when used, so a missing optional
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Search a space with DARTS (gradient, one-shot) or a black-box strategy "
                        "(Optuna samplers, optionally as Ray Tune trials). The run folder receives the "
                        "config, metrics, the found genotype.json and plots.")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="darts", help="search strategy (default darts)")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES),
+                   help="search strategy (default darts; with --resume, the run's own)")
     p.add_argument("--space", default="darts", help="space name or .yaml file (default darts)")
     p.add_argument("--dataset", default="digits", help="data set: digits (embedded), cifar10, cifar100, imagefolder")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
@@ -50,5 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.resume:
+        # a resumed search keeps the strategy and backend it was started with
+        from nas.run import Run
+
+        saved = Run.open(args.resume).config
+        if args.strategy is None:
+            if saved.get("strategy") not in STRATEGIES:
+                raise NasError(f"{args.resume} was not made by nas search (no known strategy in its config.json); "
+                               "pass --strategy")
+            args.strategy = saved["strategy"]
+        if "backend" in saved and hasattr(args, "backend"):
+            args.backend = saved["backend"]
+    args.strategy = args.strategy or "darts"
     module = importlib.import_module(STRATEGIES[args.strategy])
     return int(module.run_from_args(args) or 0)
