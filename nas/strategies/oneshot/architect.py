@@ -57,10 +57,14 @@ class Architect:
              w_lr: float, w_optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
         """One update of the architecture parameters; returns the validation loss and logits
         (at the current weights for first order, at the unrolled weights for second order)."""
-        self.optimizer.zero_grad()
+        self.optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
             loss, logits = self._loss(x_val, y_val)
-            loss.backward()
+            # Gradients for the architecture only: the weights' gradients (the costly half of
+            # every convolution's backward) are not needed here and are never computed.
+            arch = self.model.arch_parameters()
+            for a, g in zip(arch, torch.autograd.grad(loss, arch, allow_unused=True)):
+                a.grad = g
         else:
             loss, logits = self._unrolled_backward(x_train, y_train, x_val, y_val, w_lr, w_optimizer)
         self.optimizer.step()
@@ -96,11 +100,12 @@ class Architect:
         return val_loss, logits
 
     def _hessian_vector_product(self, weights: list[torch.Tensor], original: list[torch.Tensor],
-                                vector: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+                                vector: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+                                r: float = 0.01) -> list[torch.Tensor]:
         """``d^2 L_train / (dalpha dw) . v`` at ``w = original`` by central differences,
-        ``eps = 0.01 / ||v||``; leaves the weights at ``original``."""
+        ``eps = r / ||v||`` (the paper's ``r = 0.01``); leaves the weights at ``original``."""
         arch = self.model.arch_parameters()
-        eps = 0.01 / float(torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12))
+        eps = r / float(torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12))
 
         def grads_at(sign: float) -> list[torch.Tensor]:
             with torch.no_grad():

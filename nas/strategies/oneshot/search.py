@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_geno
 from nas.strategies.oneshot.supernet import Supernet
 
 COLLAPSE_REMEDIES = ("aux-skip", "early-stop", "none")
+# Data sets searched below their default size when DartsConfig.image_size is unset.
+SEARCH_IMAGE_SIZE = {"digits": 16}
 Report = Callable[[int, dict[str, Any]], None]
 
 
@@ -65,7 +67,12 @@ class DartsConfig:
     max_steps: at most this many steps per epoch (smoke tests); ``None`` for full epochs.
     warmup_epochs: epochs that train only the weights before architecture steps begin
         (PC-DARTS uses 15 of 50).
-    amp, channels_last: bfloat16 autocast and channels-last tensors on CUDA; ignored on the CPU.
+    image_size: side of the images; ``None`` takes the data set's own, except for ``digits``
+        (8x8 scans that the data set upsamples to 32): searched at 16 px, which keeps every
+        pixel of information at a quarter of the cost.
+    amp: bfloat16 autocast on CUDA (GPUs with bfloat16); never on the CPU.
+    channels_last: channels-last tensors, on CUDA and on the CPU too, where they speed up the
+        depthwise convolutions of the DARTS ops (see results/darts_benchmark.md).
     """
 
     epochs: int = 4
@@ -242,7 +249,8 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
         run = None
     dev = resolve_device(device)
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(
-        dataset, data_root, image_size=config.image_size, cutout=config.cutout)
+        dataset, data_root, image_size=config.image_size or SEARCH_IMAGE_SIZE.get(str(dataset).lower()),
+        cutout=config.cutout)
 
     seed_everything(seed)
     model = Supernet(space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
@@ -264,7 +272,7 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
 def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, config: DartsConfig, *, seed: int,
             dev: torch.device, progress: bool, report: Report | None) -> DartsResult:
     cuda = dev.type == "cuda"
-    memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(dev, memory_format=memory_format)
     amp = cuda and config.amp and torch.cuda.is_bf16_supported()
     autocast: Callable[[], AbstractContextManager] = (
@@ -322,7 +330,9 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                              workers=workers, pin=cuda)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress,
                    dynamic_ncols=True)
-        train_loss = train_correct = seen = 0.0
+        train_loss = torch.zeros((), device=dev)
+        train_correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
         for step, ((x, y), (x_val, y_val)) in enumerate(zip(train_loader, val_loader)):
             if step >= steps:
                 break
@@ -334,12 +344,14 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                 model.aux_skip_beta = max(0.0, 1.0 - (epoch * steps + step) / total_steps)
             loss, logits = train_step(model, architect, w_optimizer, x, y, x_val, y_val, lr=lr,
                                       grad_clip=config.grad_clip, arch_step=arch_steps, autocast=autocast)
-            train_loss += loss.item() * len(y)
-            train_correct += (logits.argmax(1) == y).sum().item()
+            train_loss += loss * len(y)
+            train_correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{train_loss / seen:.3f}", acc=f"{train_correct / seen:.1%}")
+            if progress and (step % 10 == 9 or step == steps - 1):  # reading a value waits for the GPU
+                bar.set_postfix(loss=f"{float(train_loss) / seen:.3f}", acc=f"{int(train_correct) / seen:.1%}")
             bar.update()
         bar.close()
+        train_loss, train_correct = float(train_loss), int(train_correct)
         scheduler.step()
         val_loss, val_acc = _evaluate(model, val_part, config, dev, memory_format, autocast, workers, cuda)
         epoch += 1
@@ -388,14 +400,28 @@ def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.O
     ``(x, y)``; returns the training loss and logits."""
     if arch_step:
         architect.step(x, y, x_val, y_val, w_lr=lr, w_optimizer=w_optimizer)
-    w_optimizer.zero_grad()
-    with autocast():
+    w_optimizer.zero_grad(set_to_none=True)
+    with frozen(model.arch_parameters()), autocast():
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(list(model.weight_parameters()), grad_clip)
+    torch.nn.utils.clip_grad_norm_([p for group in w_optimizer.param_groups for p in group["params"]], grad_clip)
     w_optimizer.step()
     return loss.detach(), logits.detach()
+
+
+@contextmanager
+def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Build the graph without gradients for ``params``: the weight step needs none for the
+    architecture, and ``weight * op_output`` then skips a full-size product and reduction per op."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 @torch.no_grad()

@@ -60,6 +60,9 @@ class MixedOp(nn.Module):
             if "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
             self.ops.append(op)
+        # `none` adds zero times its weight: computing it is wasted work (its weight still
+        # enters the softmax, so its architecture gradient is unchanged).
+        self.active = [i for i, name in enumerate(ops) if name != "none"]
         # The bypassed channels must shrink with the ops' output on a stride-2 edge.
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if partial_channels > 1 and stride == 2 else None
         self.aux_skip: nn.Module | None = None
@@ -72,7 +75,12 @@ class MixedOp(nn.Module):
             x_ops, x_bypass = x[:, :C_op], x[:, C_op:]
         else:
             x_ops, x_bypass = x, None
-        out = sum(w * op(x_ops) for w, op in zip(weights, self.ops))
+        if self.active:
+            out = weights[self.active[0]] * self.ops[self.active[0]](x_ops)
+            for i in self.active[1:]:
+                out = out + weights[i] * self.ops[i](x_ops)
+        else:  # a space of `none` only
+            out = self.ops[0](x_ops)
         if x_bypass is not None:
             if self.bypass_pool is not None:
                 x_bypass = self.bypass_pool(x_bypass)
@@ -112,12 +120,12 @@ class SearchCell(nn.Module):
                 aux_skip_beta: float) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)] if self.inputs == 2 else [self.preprocess1(s1)]
         for edges in self.node_edges:
-            total = 0
+            total = None
             for e in edges:
                 h = self.edges[e](states[self.sources[e]], weights[e], aux_skip_beta)
                 if edge_weights is not None:
                     h = edge_weights[e] * h
-                total = total + h
+                total = h if total is None else total + h
             states.append(total)
         if len(self.concat) == 1:
             return states[self.concat[0]]
@@ -211,12 +219,13 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
+        # Once per forward, not per cell or edge: all cells of a type share these weights.
+        weights = self.op_weights()
         edge_weights = self.edge_weights()
         for cell in self.cells:
             if isinstance(cell, SearchCell):
-                weights = F.softmax(self.alphas[cell.cell_type], dim=-1)
                 ew = edge_weights[cell.cell_type] if edge_weights is not None else None
-                s0, s1 = s1, cell(s0, s1, weights, ew, self.aux_skip_beta)
+                s0, s1 = s1, cell(s0, s1, weights[cell.cell_type], ew, self.aux_skip_beta)
             else:
                 s0, s1 = s1, cell(s0, s1)
         return self.classifier(self.global_pool(self.head(s1)).flatten(1))
