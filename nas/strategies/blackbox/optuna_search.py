@@ -1,0 +1,561 @@
+"""Black-box architecture search on an Optuna study: random, TPE, regularized evolution, NSGA-II.
+
+Every trial samples a genotype define-by-run (:mod:`nas.strategies.blackbox.sampling`), scores
+it with an :class:`~nas.evaluators.base.Evaluator` and stores the result in the study. The
+study lives in ``study.db`` (SQLite) inside the run folder unless another database URL is
+given, so a search stopped at any moment continues with ``resume=RUN`` and several processes
+given the same URL and study name search one study together.
+
+>>> from nas.evaluators.nb201_table import NB201TableEvaluator
+>>> result = search_blackbox("nb201", NB201TableEvaluator(), strategy="evolution",
+...                          trials=100, seed=0)  # doctest: +SKIP
+>>> result.genotype, result.metrics["test_acc"]  # doctest: +SKIP
+
+Reusable pieces (the Ray Tune backend builds on them): :func:`make_sampler`,
+:func:`make_pruner`, :func:`objective_directions`, :func:`make_objective`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.errors import NasError
+from nas.evaluators.base import Evaluator
+from nas.genotype import Genotype, resolve_genotype
+from nas.run import Run
+from nas.space import SearchSpace, load_space, space_from_dict
+from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype, short_form, suggest_genotype
+
+STRATEGIES = ("random", "tpe", "evolution", "nsga2")
+PRUNERS = ("none", "sha", "hyperband")
+# metrics a multi-objective search minimises; every other objective is maximised
+MINIMISED_METRICS = ("params", "macs", "latency_ms", "activation_mib", "loss", "val_loss", "train_loss")
+# a trial whose process stopped is failed by another worker once its heartbeat is this old
+HEARTBEAT_INTERVAL_S = 20
+HEARTBEAT_GRACE_S = 60
+MEMORY_STORAGE = "memory"
+
+
+@dataclass
+class BlackboxResult:
+    """What a search found.
+
+    path: the run folder (``None`` for searches without one).
+    study: the Optuna study, with every trial.
+    genotype: the best genotype (multi-objective: the Pareto member best in the first
+        objective); ``None`` when no trial completed.
+    metrics: that genotype's metrics.
+    pareto: the Pareto set (single objective: just the best), as (genotype, metrics) pairs.
+    """
+
+    path: Path | None
+    study: optuna.Study
+    genotype: Genotype | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pareto: list[tuple[Genotype, dict[str, Any]]] = field(default_factory=list)
+
+
+# -- building blocks ------------------------------------------------------------------------------
+def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed: int | None = None,
+                 population: int | None = None, sample_size: int | None = None,
+                 multi_objective: bool = False) -> BaseSampler:
+    """The Optuna sampler of a strategy.
+
+    random: ``RandomSampler``; tpe: multivariate, grouped ``TPESampler`` (handles the
+    conditional block parameters of chain spaces); evolution:
+    :class:`RegularizedEvolutionSampler` (``population`` P = 20, ``sample_size`` S = 5 unless
+    given; mutates genotypes of ``space`` when given, else one parameter); nsga2:
+    ``NSGAIISampler`` (``population`` = 20 unless given).
+    """
+    if strategy not in STRATEGIES:
+        raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if population is not None and population < 2:
+        raise NasError(f"--population must be at least 2, got {population}")
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if strategy == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if strategy == "evolution":
+        if multi_objective:
+            raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
+                           "for several objectives")
+        return RegularizedEvolutionSampler(
+            population_size=population or 20, sample_size=sample_size or min(5, population or 20),
+            mutate=genotype_mutation(space) if space is not None else None, seed=seed)
+    return optuna.samplers.NSGAIISampler(population_size=population or 20, seed=seed)
+
+
+def make_pruner(name: str, *, max_resource: int | None = None) -> optuna.pruners.BasePruner:
+    """``none``, ``sha`` (successive halving) or ``hyperband`` over per-epoch reports."""
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto",
+                                              reduction_factor=3)
+    raise NasError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+
+
+def parse_objectives(text: str | Sequence[str] | None, evaluator: Evaluator) -> list[str]:
+    """``"val_acc,params"`` -> ``["val_acc", "params"]``; ``None`` -> the evaluator's objective."""
+    if text is None:
+        return [evaluator.objective]
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise NasError("--objectives is empty; give metric names such as val_acc,params")
+    if len(set(names)) != len(names):
+        raise NasError(f"--objectives names a metric twice: {','.join(names)}")
+    provided = getattr(evaluator, "provides", None)
+    for name in names:
+        if provided is not None and name not in provided:
+            raise NasError(f"objective {name!r} is not measured by this evaluator; it gives "
+                           f"{', '.join(provided)}")
+    return names
+
+
+def objective_directions(objectives: Sequence[str], evaluator: Evaluator) -> list[str]:
+    """Maximise the evaluator's objective and accuracies; minimise size, cost and loss metrics."""
+    return ["minimize" if name in MINIMISED_METRICS and name != evaluator.objective else "maximize"
+            for name in objectives]
+
+
+def trial_genotype(trial: FrozenTrial, space: SearchSpace) -> Genotype:
+    """The genotype a finished trial evaluated."""
+    if "genotype" in trial.user_attrs:
+        return Genotype.from_dict(trial.user_attrs["genotype"], source=f"trial {trial.number}")
+    return params_to_genotype(trial.params, space)
+
+
+def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequence[str], *,
+                   workdir: Path | None = None,
+                   trial_attrs: dict[str, Any] | None = None) -> Callable[[optuna.Trial], Any]:
+    """The Optuna objective: sample a genotype, evaluate it, return the objective value(s).
+
+    A failing evaluation (an exception, a NaN metric, CUDA running out of memory) marks the
+    trial FAIL with its reason in the user attribute ``fail_reason`` and the search goes on;
+    :class:`NasError` (a user mistake) and ``KeyboardInterrupt`` stop the search. With one
+    objective, per-epoch reports feed the pruner.
+    """
+    objectives = list(objectives)
+    failed = float("nan") if len(objectives) == 1 else tuple(float("nan") for _ in objectives)
+
+    def objective(trial: optuna.Trial) -> Any:
+        for key, value in (trial_attrs or {}).items():
+            trial.set_user_attr(key, value)
+        genotype = suggest_genotype(trial, space)
+        trial.set_user_attr("genotype", genotype.to_dict())
+        trial.set_user_attr("short", short_form(genotype))
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            value = metrics.get(objectives[0])
+            if len(objectives) != 1 or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return  # Optuna prunes single-objective studies only
+            trial.report(float(value), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} ({objectives[0]} {value:.4g})")
+
+        try:
+            metrics = evaluator.evaluate(genotype, report=report,
+                                         workdir=workdir / f"{trial.number:04d}" if workdir else None)
+        except optuna.TrialPruned:
+            raise
+        except NasError as exc:
+            trial.set_user_attr("fail_reason", f"NasError: {exc}")
+            raise
+        except Exception as exc:  # the search goes on; the reason stays with the trial
+            if "out of memory" in str(exc).lower():
+                _free_cuda_memory()
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
+            return failed
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (KeyboardInterrupt)")
+            trial.set_user_attr("interrupted", True)
+            raise
+        for name in objectives:
+            if name not in metrics:
+                raise NasError(f"objective {name!r} is not among the evaluator's metrics "
+                               f"({', '.join(sorted(metrics))}); choose --objectives from those")
+        trial.set_user_attr("metrics", _plain(metrics))
+        values = [metrics[name] for name in objectives]
+        bad = [name for name, v in zip(objectives, values) if not _finite(v)]
+        if bad:
+            trial.set_user_attr("fail_reason", f"objective {bad[0]} is {values[objectives.index(bad[0])]!r}")
+            return failed
+        return float(values[0]) if len(values) == 1 else tuple(float(v) for v in values)
+
+    return objective
+
+
+# -- storage -------------------------------------------------------------------------------------
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """``None``/``"memory"``: in memory; a database URL: an RDB storage with heartbeats."""
+    if url is None or url == MEMORY_STORAGE:
+        return optuna.storages.InMemoryStorage()
+    sqlite = url.startswith("sqlite")
+    # several processes may write one SQLite file: wait for the lock instead of failing
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                                 grace_period=HEARTBEAT_GRACE_S)
+    except Exception as exc:  # SQLAlchemy's errors differ per database
+        raise NasError(f"cannot open study storage {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                       "pass a database URL such as sqlite:///study.db") from None
+    if sqlite:
+        _fast_sqlite(storage)
+    return storage
+
+
+def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """Write-ahead logging: a commit costs no full fsync and readers never block the writer,
+    which makes a table-lookup search ~10x faster and lets workers share the file."""
+    from sqlalchemy import event
+
+    def set_pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", set_pragmas)
+    storage.engine.dispose()  # reopen the connections the storage made, now with the pragmas
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_interrupted_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL the RUNNING trials of processes on this machine that no longer exist.
+
+    Trials of other machines are failed by Optuna once their heartbeat is older than
+    ``HEARTBEAT_GRACE_S``. Returns the numbers of the trials failed here.
+    """
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                        f"interrupted: process {pid} stopped before the trial finished")
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            failed.append(trial.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another process got there first
+    return failed
+
+
+def counted_trials(study: optuna.Study, run_id: str | None = None) -> list[FrozenTrial]:
+    """Trials that used up budget: complete, pruned, or failed in evaluation (not interrupted)."""
+    done = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        if run_id is not None and t.user_attrs.get("run") != run_id:
+            continue
+        if t.state == TrialState.FAIL and ("fail_reason" not in t.user_attrs or t.user_attrs.get("interrupted")):
+            continue
+        done.append(t)
+    return done
+
+
+# -- the search ------------------------------------------------------------------------------------
+def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str, trials: int,
+                    out: str | Path | None = None, resume: str | Path | None = None, seed: int = 0,
+                    storage: str | None = None, study_name: str | None = None,
+                    objectives: str | Sequence[str] | None = None, enqueue: Iterable[str | Genotype] = (),
+                    pruner: str = "none", progress: bool = True, **sampler_kw: Any) -> BlackboxResult:
+    """Search ``space`` with a black-box strategy; every trial is one ``evaluator.evaluate``.
+
+    strategy: ``random``, ``tpe``, ``evolution`` or ``nsga2``.
+    trials: trials this run evaluates (on resume: in total, counting those already done).
+    out: run folder to create (default ``runs/<strategy>-<space>-<time>``).
+    resume: run folder to continue; storage, study name, objectives, pruner, seed and sampler
+        settings then come from its ``config.json``.
+    storage: database URL of the study (default ``sqlite:///<run>/study.db``; ``"memory"``
+        keeps it in memory, without resume). Processes given the same URL and ``study_name``
+        search one study together, each evaluating its own ``trials``.
+    objectives: metric names (``"val_acc,params"``); the first is the one the evaluator
+        maximises, more make a multi-objective search (params, macs, latency_ms minimised).
+    enqueue: reference names, genotype files or genotypes evaluated first.
+    pruner: ``none``, ``sha`` or ``hyperband`` on the evaluator's per-epoch reports.
+    sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2).
+
+    Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
+    trial), ``genotype.json`` + ``best.json`` (best trial), for several objectives
+    ``pareto.json`` + ``pareto/NNNN.json``, and ``history.png`` (+ ``pareto.png``).
+    """
+    space = load_space(space)
+    if trials < 0:
+        raise NasError(f"--trials must be 0 or more, got {trials}")
+    if resume is not None:
+        run = Run.open(resume)
+        config = run.config
+        if config.get("space") != space.name:
+            raise NasError(f"run {run.path} searched space {config.get('space')!r}, not {space.name!r}")
+        strategy, seed, storage = config["strategy"], config["seed"], config["storage"]
+        study_name, objectives, pruner = config["study_name"], config["objectives"], config["pruner"]
+        sampler_kw = config.get("sampler", {})
+        run_id = config["run_id"]
+        if storage == MEMORY_STORAGE:
+            raise NasError(f"run {run.path} kept its study in memory, so it cannot be resumed; "
+                           "start a new search (the default SQLite storage can be resumed)")
+        if trials != config["trials"]:
+            run.write_json("config.json", {**config, "trials": trials})
+    else:
+        if strategy not in STRATEGIES:
+            raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        objectives = parse_objectives(objectives, evaluator)
+        if strategy == "nsga2" and len(objectives) == 1 and "params" in getattr(evaluator, "provides", ("params",)):
+            objectives = [objectives[0], "params"]
+        make_pruner(pruner)  # check the name before creating the run folder
+        run_id = uuid.uuid4().hex
+        study_name = study_name or f"{strategy}-{space.name}"
+        config = {"backend": "optuna", "strategy": strategy, "space": space.name,
+                  "space_definition": space.to_dict(),
+                  "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
+                                **evaluator.config()},
+                  "objectives": list(objectives), "directions": objective_directions(objectives, evaluator),
+                  "trials": trials, "seed": seed, "storage": storage, "study_name": study_name,
+                  "pruner": pruner, "sampler": dict(sampler_kw),
+                  "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue], "run_id": run_id}
+        run = Run.create(strategy, config, out=out, name=space.name)
+    objectives = list(objectives)
+    directions = objective_directions(objectives, evaluator)
+    url = storage or f"sqlite:///{run.path.resolve() / 'study.db'}"
+    multi = len(objectives) > 1
+    max_epochs = getattr(evaluator, "epochs", None)
+
+    previous_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial comes from us
+    try:
+        study_storage = open_storage(url)
+        probe = optuna.create_study(storage=study_storage, study_name=study_name, directions=directions,
+                                    load_if_exists=True)
+        if list(probe.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
+                                      else optuna.study.StudyDirection.MINIMIZE for d in directions]:
+            raise NasError(f"study {study_name!r} in {url} optimises other objectives; "
+                           "pass another --study-name")
+        interrupted = fail_interrupted_trials(probe)
+        done = len(counted_trials(probe, run_id))
+        foreign = any(t.user_attrs.get("run") != run_id for t in probe.get_trials(deepcopy=False))
+        # a resumed run or a second worker must not replay the random stream of the first
+        sampler_seed = seed + done + (int(run_id[:8], 16) if foreign else 0)
+        sampler = make_sampler(strategy, space, seed=sampler_seed, multi_objective=multi,
+                               population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
+                                  pruner=make_pruner(pruner, max_resource=max_epochs))
+        if resume is None:
+            for item in enqueue:
+                genotype = item if isinstance(item, Genotype) else resolve_genotype(str(item))
+                study.enqueue_trial(genotype_to_params(genotype, space),
+                                    user_attrs={"enqueued": item if isinstance(item, str) else short_form(genotype)},
+                                    skip_if_exists=True)
+        remaining = max(0, trials - done)
+        if progress:
+            what = f"resuming {run.path}: {done} of {trials} trials done" if resume else f"run folder {run.path}"
+            goals = ", ".join(f"{d} {o}" for o, d in zip(objectives, directions))
+            print(f"{what}; study {study_name!r} in {url}; {strategy} on {space.name}: {goals}")
+            if interrupted:
+                print(f"trials {', '.join(map(str, interrupted))} were left running by a stopped process: marked FAIL")
+        objective = make_objective(space, evaluator, objectives, workdir=run.path / "trials",
+                                   trial_attrs={"run": run_id, "worker": _worker_id()})
+        logger = _TrialLogger(run, objectives, directions, progress=progress)
+        try:
+            study.optimize(objective, n_trials=remaining, callbacks=[logger], gc_after_trial=False)
+        except KeyboardInterrupt:
+            if progress:
+                print(f"search interrupted; continue it with: nas search --resume {run.path}", file=sys.stderr)
+            raise
+        finally:
+            result = write_outputs(run, study, space, objectives)
+            run.close()
+    finally:
+        optuna.logging.set_verbosity(previous_verbosity)
+    if progress:
+        _print_summary(result, objectives)
+    return result
+
+
+class _TrialLogger:
+    """Optuna callback: one ``metrics.jsonl`` record and one printed line per finished trial."""
+
+    def __init__(self, run: Run, objectives: Sequence[str], directions: Sequence[str], *, progress: bool) -> None:
+        self.run = run
+        self.objectives = list(objectives)
+        self.directions = list(directions)
+        self.progress = progress
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        metrics = trial.user_attrs.get("metrics", {})
+        record: dict[str, Any] = {"trial": trial.number, "state": trial.state.name,
+                                  "genotype": trial.user_attrs.get("short", "")}
+        record.update({k: v for k, v in metrics.items() if k not in record})
+        if trial.state == TrialState.PRUNED:
+            record["pruned_at_epoch"] = trial.last_step
+        if "fail_reason" in trial.user_attrs:
+            record["fail_reason"] = trial.user_attrs["fail_reason"]
+        if trial.duration is not None:
+            record["seconds"] = round(trial.duration.total_seconds(), 3)
+        best_text = ""
+        if len(self.objectives) == 1:
+            try:
+                best = study.best_trial
+            except ValueError:
+                best = None
+            if best is not None:
+                record["best_so_far"] = best.value
+                best_text = f"best {self.objectives[0]} {best.value:.4g} (trial {best.number})"
+                if trial.number == best.number:
+                    self.run.write_json("genotype.json", best.user_attrs.get("genotype"))
+        else:
+            front = study.best_trials
+            record["pareto_size"] = len(front)
+            best_text = f"pareto front {len(front)}"
+        self.run.log(record, step=trial.number)
+        if self.progress:
+            shown = _shown(metrics, self.objectives)
+            if trial.state == TrialState.COMPLETE:
+                status = shown
+            elif trial.state == TrialState.PRUNED:
+                status = f"pruned after epoch {trial.last_step}"
+            else:
+                status = f"FAILED: {trial.user_attrs.get('fail_reason', 'see the log')}"
+            print(f"trial {trial.number:4d} | {trial.user_attrs.get('short', '')} | {status} | {best_text}",
+                  flush=True)
+
+
+def write_outputs(run: Run, study: optuna.Study, space: SearchSpace,
+                  objectives: Sequence[str]) -> BlackboxResult:
+    """Write the best genotype / Pareto set and the plots of ``study`` into ``run``."""
+    objectives = list(objectives)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return BlackboxResult(run.path, study, None)
+    front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number),
+                   reverse=study.directions[0] == optuna.study.StudyDirection.MAXIMIZE)
+    pareto = [(trial_genotype(t, space), dict(t.user_attrs.get("metrics", {}))) for t in front]
+    best_trial = front[0]
+    best, best_metrics = pareto[0]
+    best.save(run.path / "genotype.json")
+    run.write_json("best.json", {"trial": best_trial.number, "values": dict(zip(objectives, best_trial.values)),
+                                 "metrics": best_metrics, "params": best_trial.params,
+                                 "genotype": best.to_dict(), "short": short_form(best)})
+    if len(objectives) > 1:
+        members = []
+        for trial, (genotype, metrics) in zip(front, pareto):
+            name = f"pareto/{trial.number:04d}.json"
+            run.write_json(name, genotype.to_dict())
+            members.append({"trial": trial.number, "file": name, "values": dict(zip(objectives, trial.values)),
+                            "metrics": metrics, "short": short_form(genotype)})
+        run.write_json("pareto.json", {"objectives": objectives, "members": members})
+    _plot(run, study, objectives)
+    return BlackboxResult(run.path, study, best, best_metrics, pareto)
+
+
+def _plot(run: Run, study: optuna.Study, objectives: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if len(objectives) == 1:
+            ax = ovm.plot_optimization_history(study, target_name=objectives[0])
+        else:
+            ax = ovm.plot_optimization_history(study, target=lambda t: t.values[0], target_name=objectives[0])
+        ax.figure.savefig(run.path / "history.png", dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        if len(objectives) > 1:
+            ax = ovm.plot_pareto_front(study, target_names=objectives)
+            ax.figure.savefig(run.path / "pareto.png", dpi=120, bbox_inches="tight")
+            plt.close(ax.figure)
+
+
+def _print_summary(result: BlackboxResult, objectives: Sequence[str]) -> None:
+    study = result.study
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in
+                       (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) if states.count(s))
+    print(f"study: {len(states)} trials ({counts or 'none finished'})")
+    if result.genotype is None:
+        print("no trial completed; see fail_reason in metrics.jsonl")
+        return
+    shown = _shown(result.metrics, objectives)
+    if len(objectives) > 1:
+        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
+    print(f"best: {short_form(result.genotype)} | {shown}")
+    print(f"genotype: {result.path}/genotype.json  (nas train --genotype {result.path})")
+
+
+def _shown(metrics: dict[str, Any], objectives: Sequence[str]) -> str:
+    """The objectives and the usual headline metrics, for one printed line."""
+    keys = dict.fromkeys([*objectives, "val_acc", "test_acc", "params", "macs", "latency_ms"])
+    return " ".join(f"{k} {_fmt(metrics[k])}" for k in keys if _finite(metrics.get(k)))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value / 1e6:.3g}M"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as JSON-ready numbers and strings (user attributes are stored as JSON)."""
+    plain: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            plain[key] = value
+    return plain
+
+
+def _free_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def load_space_definition(config: dict[str, Any]) -> SearchSpace:
+    """The space a run searched, from its ``config.json`` (even if the YAML file moved)."""
+    if "space_definition" in config:
+        return space_from_dict(config["space_definition"], source=f"run config ({config.get('space')})")
+    return load_space(config["space"])
