@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# Subprocesses started by tests (the nas command, workers) inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One intra-op thread: small test tensors gain nothing from more, and on a busy machine two
+# OpenMP threads per process slow every op down by an order of magnitude.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
