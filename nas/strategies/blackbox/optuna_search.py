@@ -20,6 +20,7 @@ import math
 import os
 import socket
 import sys
+import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -209,15 +210,21 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     sqlite = url.startswith("sqlite")
     # several processes may write one SQLite file: wait for the lock instead of failing
     engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                                 grace_period=HEARTBEAT_GRACE_S)
-    except Exception as exc:  # SQLAlchemy's errors differ per database
-        raise NasError(f"cannot open study storage {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-                       "pass a database URL such as sqlite:///study.db") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                     heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                                     grace_period=HEARTBEAT_GRACE_S)
+            break
+        except Exception as exc:  # SQLAlchemy's errors differ per database
+            if type(exc).__name__ in ("IntegrityError", "OperationalError") and attempt < 4:
+                # workers that start together race to create the tables: the loser retries
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise NasError(f"cannot open study storage {url!r} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0]}); pass a database URL such as sqlite:///study.db") from None
     if sqlite:
         _fast_sqlite(storage)
     return storage
@@ -275,6 +282,15 @@ def fail_interrupted_trials(study: optuna.Study) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another process got there first
     return failed
+
+
+def _worker_rank(study: optuna.Study, run_id: str) -> int:
+    """0 for the first run that searched this study, 1 for the second, ...: registers the run."""
+    key = f"run.{run_id}"
+    if key not in study.user_attrs:
+        study.set_user_attr(key, time.time())
+    runs = sorted((v, k) for k, v in study.user_attrs.items() if k.startswith("run."))
+    return [k for _, k in runs].index(key)
 
 
 def counted_trials(study: optuna.Study, run_id: str | None = None) -> list[FrozenTrial]:
@@ -368,9 +384,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                            "pass another --study-name")
         interrupted = fail_interrupted_trials(probe)
         done = len(counted_trials(probe, run_id))
-        foreign = any(t.user_attrs.get("run") != run_id for t in probe.get_trials(deepcopy=False))
         # a resumed run or a second worker must not replay the random stream of the first
-        sampler_seed = seed + done + (int(run_id[:8], 16) if foreign else 0)
+        sampler_seed = seed + done + 1_000_003 * _worker_rank(probe, run_id)
         sampler = make_sampler(strategy, space, seed=sampler_seed, multi_objective=multi,
                                population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
