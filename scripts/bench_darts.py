@@ -49,7 +49,7 @@ def measure(args: argparse.Namespace, partial_channels: int) -> dict:
     torch.manual_seed(0)
     dev = resolve_device(args.device)
     cuda = dev.type == "cuda"
-    memory_format = torch.contiguous_format if args.no_channels_last else torch.channels_last
+    memory_format = torch.channels_last if cuda or args.channels_last else torch.contiguous_format
     model = Supernet(args.space, C=args.init_channels, layers=args.layers, partial_channels=partial_channels,
                      edge_normalisation=partial_channels > 1).to(dev, memory_format=memory_format)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
@@ -107,9 +107,9 @@ def main() -> int:
     parser.add_argument("--partial-channels", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-channels-last", action="store_true", help="default memory layout (as the search's "
-                        "--no-channels-last)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, as the search)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last tensors on the CPU too (the search uses them on CUDA only)")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one more step")
     parser.add_argument("--label", default="current", help="key under which results are stored")
@@ -137,7 +137,7 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     entry = {"settings": {k: getattr(args, k) for k in ("device", "space", "init_channels", "layers", "batch_size",
-                                                         "image_size", "steps", "warmup", "threads", "no_channels_last",
+                                                         "image_size", "steps", "warmup", "threads", "channels_last",
                                                          "no_amp")},
              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": load},
              "runs": runs, "time": time.strftime("%Y-%m-%d %H:%M:%S")}

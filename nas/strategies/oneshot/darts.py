@@ -67,10 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "gain nothing from 32)")
     g.add_argument("--cutout", type=int, default=_DEFAULTS.cutout, help="Cutout side on training images (default 0)")
     g.add_argument("--workers", type=int, help="data loader processes (default 0 on the CPU, 4 on a GPU)")
+    g.add_argument("--threads", type=int, default=_DEFAULTS.threads,
+                   help="CPU threads (default 1: more rarely pay off for the supernet's many small ops and cost "
+                   "a lot when other processes share the cores)")
     g.add_argument("--no-amp", dest="amp", action="store_false",
                    help="no bfloat16 mixed precision on the GPU (it is never used on the CPU)")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="keep tensors in the default (channels-first) memory layout")
+                   help="on the GPU, keep tensors in the default (channels-first) memory layout")
 
 
 def config_from_args(args: argparse.Namespace) -> DartsConfig:
@@ -82,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> DartsConfig:
         arch_weight_decay=args.arch_weight_decay, w_lr=args.w_lr, w_lr_min=args.w_lr_min,
         w_weight_decay=args.w_weight_decay, warmup_epochs=args.warmup_epochs, train_portion=args.train_portion,
         max_steps=args.max_steps, image_size=args.image_size, cutout=args.cutout, workers=args.workers,
-        amp=args.amp, channels_last=args.channels_last).validate()
+        amp=args.amp, channels_last=args.channels_last, threads=args.threads).validate()
 
 
 def run_from_args(args: argparse.Namespace) -> int:

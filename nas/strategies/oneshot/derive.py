@@ -13,8 +13,8 @@ import torch
 from nas.genotype import CellGenotype, Genotype
 from nas.space import SearchSpace
 
-_SHORT_NAMES = (("inverted_residual_", "mb_"), ("skip_connect", "skip"), ("nor_conv", "conv"), ("_conv", ""), ("_pool", ""),
-                ("grouped", "grp"), ("squeeze_excite", "se"), ("res_bottleneck", "res_bn"))
+_SHORT_NAMES = (("inverted_residual_", "mb_"), ("skip_connect", "skip"), ("nor_conv", "conv"), ("_conv", ""),
+                ("_pool", ""), ("grouped", "grp"), ("squeeze_excite", "se"), ("res_bottleneck", "res_bn"))
 
 
 def derive_cell(space: SearchSpace, weights: torch.Tensor, edge_weights: torch.Tensor | None = None) -> CellGenotype:

@@ -9,7 +9,11 @@ architecture weights, and a checkpoint allows ``resume``.
 Run folder::
 
     config.json, versions.json        settings (space, data, DartsConfig, seed)
-    metrics.jsonl, tensorboard/       one record per epoch
+    metrics.jsonl, tensorboard/       one record per epoch: training loss/accuracy from the
+                                      weight steps, validation loss/accuracy from the
+                                      architecture steps' forward passes (batch statistics:
+                                      early in a search the running BatchNorm statistics lag
+                                      far behind the quickly changing weights)
     genotypes.jsonl                   the genotype derived after each epoch
     alphas/epoch_NNN.json             raw and softmaxed architecture weights per epoch
     checkpoints/last.pt               weights, alphas, optimisers, scheduler, RNG states
@@ -26,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,7 +57,7 @@ Report = Callable[[int, dict[str, Any]], None]
 class DartsConfig:
     """Settings of a DARTS search. The defaults are a tiny search that finishes in a few
     minutes on a laptop CPU (the ``digits`` demo); the paper's CIFAR-10 search is
-    ``DartsConfig(epochs=50, init_channels=16, layers=8, cutout=0)`` (batch 64).
+    ``DartsConfig(epochs=50, init_channels=16, layers=8, collapse_remedy="none")`` (batch 64).
 
     collapse_remedy: against DARTS' drift towards parameter-free skip connections.
         ``"aux-skip"`` (default, DARTS-; Chu et al., ICLR 2021): every edge gets an extra skip
@@ -71,11 +75,16 @@ class DartsConfig:
         (8x8 scans that the data set upsamples to 32): searched at 16 px, which keeps every
         pixel of information at a quarter of the cost.
     amp: bfloat16 autocast on CUDA (GPUs with bfloat16); never on the CPU.
-    channels_last: channels-last tensors, on CUDA and on the CPU too, where they speed up the
-        depthwise convolutions of the DARTS ops (see results/darts_benchmark.md).
+    channels_last: channels-last tensors on CUDA. Not on the CPU: there they speed a step up
+        by about 1.3x, but this PyTorch build's oneDNN corrupts memory in the backward pass of
+        strided 1x1 convolutions with few channels (see results/darts_benchmark.md).
+    threads: CPU threads of a search on the CPU. One by default: the supernet's thousands of
+        small ops gain little from more, and when other processes keep the cores busy,
+        threads waiting for each other make a step ten times slower or worse. A result is
+        reproducible for a given thread count.
     """
 
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 64
     init_channels: int = 8
     layers: int = 5
@@ -100,10 +109,11 @@ class DartsConfig:
     workers: int | None = None
     amp: bool = True
     channels_last: bool = True
+    threads: int = 1
 
     def validate(self) -> "DartsConfig":
         """Raise :class:`NasError` on settings that cannot work; returns self."""
-        positive = ("epochs", "batch_size", "init_channels", "partial_channels", "max_skips")
+        positive = ("epochs", "batch_size", "init_channels", "partial_channels", "max_skips", "threads")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -204,6 +214,10 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: a kill never leaves half a checkpoint
 
 
+def _detached(weights: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+    return None if weights is None else {k: v.detach().cpu() for k, v in weights.items()}
+
+
 def _as_numpy(weights: dict[str, torch.Tensor] | None) -> dict[str, np.ndarray] | None:
     return None if weights is None else {k: v.detach().float().cpu().numpy() for k, v in weights.items()}
 
@@ -219,12 +233,14 @@ def _cell_space(space: SearchSpace | str) -> SearchSpace:
 def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo = "digits", *,
                  config: DartsConfig | None = None, out: str | Path | None = None, resume: str | Path | None = None,
                  seed: int = 0, data_root: str | Path | None = None, device: str = "auto", progress: bool = True,
-                 report: Report | None = None) -> DartsResult:
+                 plots: bool = True, report: Report | None = None) -> DartsResult:
     """Search ``space`` on ``dataset`` with DARTS; returns the run folder, genotype and weights.
 
     resume: a run folder to continue from its last checkpoint; space, data set, seed and
         config then come from that folder (``dataset`` is only used when it is a loaded
         :class:`~nas.data.DatasetInfo`).
+    progress: a progress bar per epoch and a summary line after it.
+    plots: PNG heatmaps of the architecture weights and the cell diagram at the end.
     report: called as ``report(epoch, metrics)`` after each epoch (epochs count from 1); it
         may raise to stop the search, which leaves a resumable run folder.
 
@@ -263,16 +279,21 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
             "data_root": None if data_root is None else str(data_root), "seed": seed, "device": str(dev),
             "num_classes": info.num_classes, "image_size": info.image_size, "darts": config.to_dict(),
             "supernet_params": sum(p.numel() for p in model.weight_parameters())}, out=out, name=space.name)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(config.threads)
     try:
-        return _search(run, model, space, info, config, seed=seed, dev=dev, progress=progress, report=report)
+        return _search(run, model, space, info, config, seed=seed, dev=dev, progress=progress, plots=plots,
+                       report=report)
     finally:
+        torch.set_num_threads(threads)
         run.close()
 
 
 def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, config: DartsConfig, *, seed: int,
-            dev: torch.device, progress: bool, report: Report | None) -> DartsResult:
+            dev: torch.device, progress: bool, plots: bool, report: Report | None) -> DartsResult:
     cuda = dev.type == "cuda"
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
     model.to(dev, memory_format=memory_format)
     amp = cuda and config.amp and torch.cuda.is_bf16_supported()
     autocast: Callable[[], AbstractContextManager] = (
@@ -324,15 +345,14 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         model.train()
         lr = scheduler.get_last_lr()[0]
         arch_steps = epoch >= config.warmup_epochs
-        train_loader = _loader(train_part, batch_size=config.batch_size, shuffle=True, seed=seed * 1_000_003 + 2 * epoch,
+        loader_seed = seed * 1_000_003 + 2 * epoch
+        train_loader = _loader(train_part, batch_size=config.batch_size, shuffle=True, seed=loader_seed,
                                workers=workers, pin=cuda)
-        val_loader = _loader(val_part, batch_size=config.batch_size, shuffle=True, seed=seed * 1_000_003 + 2 * epoch + 1,
+        val_loader = _loader(val_part, batch_size=config.batch_size, shuffle=True, seed=loader_seed + 1,
                              workers=workers, pin=cuda)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress,
                    dynamic_ncols=True)
-        train_loss = torch.zeros((), device=dev)
-        train_correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
+        train_meter, val_meter = _Meter(dev), _Meter(dev)
         for step, ((x, y), (x_val, y_val)) in enumerate(zip(train_loader, val_loader)):
             if step >= steps:
                 break
@@ -342,18 +362,15 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             y_val = y_val.to(dev, non_blocking=True)
             if config.collapse_remedy == "aux-skip":
                 model.aux_skip_beta = max(0.0, 1.0 - (epoch * steps + step) / total_steps)
-            loss, logits = train_step(model, architect, w_optimizer, x, y, x_val, y_val, lr=lr,
-                                      grad_clip=config.grad_clip, arch_step=arch_steps, autocast=autocast)
-            train_loss += loss * len(y)
-            train_correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
+            out = train_step(model, architect, w_optimizer, x, y, x_val, y_val, lr=lr, grad_clip=config.grad_clip,
+                             arch_step=arch_steps, autocast=autocast)
+            train_meter.add(out.train_loss, out.train_logits, y)
+            val_meter.add(out.val_loss, out.val_logits, y_val)
             if progress and (step % 10 == 9 or step == steps - 1):  # reading a value waits for the GPU
-                bar.set_postfix(loss=f"{float(train_loss) / seen:.3f}", acc=f"{int(train_correct) / seen:.1%}")
+                bar.set_postfix(loss=f"{train_meter.loss():.3f}", acc=f"{train_meter.accuracy():.1%}")
             bar.update()
         bar.close()
-        train_loss, train_correct = float(train_loss), int(train_correct)
         scheduler.step()
-        val_loss, val_acc = _evaluate(model, val_part, config, dev, memory_format, autocast, workers, cuda)
         epoch += 1
 
         weights = model.op_weights()
@@ -365,12 +382,14 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
             "edge_weights": edge_weights})
         with open(run.path / "genotypes.jsonl", "a") as f:
-            f.write(json.dumps({"epoch": epoch, "genotype": genotype.to_dict(), "short": short_genotype(genotype)}) + "\n")
+            f.write(json.dumps({"epoch": epoch, "genotype": genotype.to_dict(),
+                                "short": short_genotype(genotype)}) + "\n")
         skips = count_ops(genotype, "skip_connect")
         if config.collapse_remedy == "early-stop" and arch_steps and skips >= config.max_skips:
             stopped_early = True
-        metrics = {"epoch": epoch, "train_loss": train_loss / max(seen, 1), "train_acc": train_correct / max(seen, 1),
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "aux_skip_beta": model.aux_skip_beta,
+        metrics = {"epoch": epoch, "train_loss": train_meter.loss(), "train_acc": train_meter.accuracy(),
+                   "val_loss": val_meter.loss(), "val_acc": val_meter.accuracy(), "lr": lr,
+                   "aux_skip_beta": model.aux_skip_beta,
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         run.log(metrics, step=epoch)
@@ -381,7 +400,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history]})
         if progress:
             tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
-                       f"{metrics['train_acc']:.1%}  val loss {val_loss:.3f} acc {val_acc:.1%}  "
+                       f"{metrics['train_acc']:.1%}  val loss {metrics['val_loss']:.3f} acc {metrics['val_acc']:.1%}  "
                        f"{metrics['epoch_time_s']:.0f}s  {metrics['genotype']}")
             if stopped_early:
                 tqdm.write(f"early stop (DARTS+): the normal cell has {skips} skip connections "
@@ -389,17 +408,30 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if report is not None:
             report(epoch, metrics)
 
-    return _finish(run, model, space, genotype, history, epoch, stopped_early)
+    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots)
+
+
+class StepResult(NamedTuple):
+    """Losses (detached scalars) and logits of one search step."""
+
+    train_loss: torch.Tensor
+    train_logits: torch.Tensor
+    val_loss: torch.Tensor
+    val_logits: torch.Tensor
 
 
 def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *, lr: float, grad_clip: float,
-               arch_step: bool = True,
-               autocast: Callable[[], AbstractContextManager] = nullcontext) -> tuple[torch.Tensor, torch.Tensor]:
+               arch_step: bool = True, autocast: Callable[[], AbstractContextManager] = nullcontext) -> StepResult:
     """One search step: an architecture step on ``(x_val, y_val)``, then a weight step on
-    ``(x, y)``; returns the training loss and logits."""
+    ``(x, y)``. The validation loss comes from the architecture step's own forward pass (a
+    plain forward pass when ``arch_step`` is off, during warm-up)."""
     if arch_step:
-        architect.step(x, y, x_val, y_val, w_lr=lr, w_optimizer=w_optimizer)
+        val_loss, val_logits = architect.step(x, y, x_val, y_val, w_lr=lr, w_optimizer=w_optimizer)
+    else:
+        with torch.no_grad(), autocast():
+            val_logits = model(x_val)
+        val_loss = F.cross_entropy(val_logits.float(), y_val)
     w_optimizer.zero_grad(set_to_none=True)
     with frozen(model.arch_parameters()), autocast():
         logits = model(x)
@@ -407,7 +439,27 @@ def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.O
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for group in w_optimizer.param_groups for p in group["params"]], grad_clip)
     w_optimizer.step()
-    return loss.detach(), logits.detach()
+    return StepResult(loss.detach(), logits.detach(), val_loss.detach(), val_logits.detach())
+
+
+class _Meter:
+    """Running loss and accuracy kept on the device: no host sync per step."""
+
+    def __init__(self, dev: torch.device):
+        self.loss_sum = torch.zeros((), device=dev)
+        self.correct = torch.zeros((), device=dev, dtype=torch.long)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def loss(self) -> float:
+        return float(self.loss_sum) / max(self.seen, 1)
+
+    def accuracy(self) -> float:
+        return int(self.correct) / max(self.seen, 1)
 
 
 @contextmanager
@@ -424,49 +476,25 @@ def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-@torch.no_grad()
-def _evaluate(model: Supernet, dataset: Dataset, config: DartsConfig, dev: torch.device,
-              memory_format: torch.memory_format, autocast: Callable[[], AbstractContextManager], workers: int,
-              cuda: bool) -> tuple[float, float]:
-    """Loss and accuracy of the supernet (eval mode) on the validation half."""
-    model.eval()
-    loader = _loader(dataset, batch_size=config.batch_size, shuffle=False, seed=0, workers=workers, pin=cuda)
-    total_loss = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    seen = 0
-    for i, (x, y) in enumerate(loader):
-        if config.max_steps is not None and i >= config.max_steps:
-            break
-        x = x.to(dev, non_blocking=True, memory_format=memory_format)
-        y = y.to(dev, non_blocking=True)
-        with autocast():
-            logits = model(x)
-        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-    model.train()
-    return float(total_loss) / max(seen, 1), int(correct) / max(seen, 1)
-
-
 def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | None,
-            history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool) -> DartsResult:
-    from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
-    from nas.viz import plot_genotype
-
+            history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool, *, plots: bool) -> DartsResult:
     weights = model.op_weights()
     edge_weights = model.edge_weights()
     if genotype is None:  # resumed a finished run: the checkpoint's weights give the same genotype
         genotype = derive_genotype(space, weights, edge_weights)
     genotype.save(run.path / "genotype.json")
-    plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
-    plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
-                title=f"architecture weights after {epochs} epochs")
-    if history:
-        plot_alpha_history(history, space, run.path / "alpha_history.png")
+    if plots:
+        from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
+        from nas.viz import plot_genotype
+
+        plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
+        plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
+                    title=f"architecture weights after {epochs} epochs")
+        if history:
+            plot_alpha_history(history, space, run.path / "alpha_history.png")
     metrics = run.metrics()
     run.write_json("result.json", {"genotype": genotype.to_dict(), "short": short_genotype(genotype),
                                    "epochs": epochs, "stopped_early": stopped_early,
                                    "final": metrics[-1] if metrics else {}})
-    return DartsResult(path=run.path, genotype=genotype, alphas={k: v.detach().cpu() for k, v in weights.items()},
-                       edge_weights=None if edge_weights is None else {k: v.detach().cpu() for k, v in edge_weights.items()},
-                       epochs=epochs, stopped_early=stopped_early, metrics=metrics)
+    return DartsResult(path=run.path, genotype=genotype, alphas=_detached(weights),
+                       edge_weights=_detached(edge_weights), epochs=epochs, stopped_early=stopped_early, metrics=metrics)
