@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from nas.space import SearchSpace  # noqa: E402
 
@@ -22,7 +23,9 @@ def plot_alphas(weights: dict[str, np.ndarray], space: SearchSpace, path: str | 
                 edge_weights: dict[str, np.ndarray] | None = None) -> Path:
     """Heatmaps of softmaxed architecture weights: one subplot per cell type, ops x edges.
 
-    With edge-normalisation weights, the column labels carry them (``0>2 .41``).
+    The colours span each cell's own range of weights, so the early differences of a short
+    search (all weights near ``1 / num_ops``) stay visible; white squares mark each edge's
+    strongest op. With edge-normalisation weights, the column labels carry them (``0>2 0.41``).
     """
     path = Path(path)
     names = list(weights)
@@ -32,7 +35,8 @@ def plot_alphas(weights: dict[str, np.ndarray], space: SearchSpace, path: str | 
     labels = edge_labels(space)
     for ax, name in zip(axes[0], names):
         w = np.asarray(weights[name], dtype=float).T
-        image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(w.max()), 1e-6))
+        low, high = float(w.min()), float(w.max())
+        image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=low, vmax=max(high, low + 1e-9))
         ax.set_yticks(range(num_ops), space.ops, fontsize=8)
         cols = labels if edge_weights is None else [
             f"{lab} {b:.2f}" for lab, b in zip(labels, np.asarray(edge_weights[name], dtype=float))]
@@ -64,6 +68,7 @@ def plot_alpha_history(history: Sequence[dict[str, np.ndarray]], space: SearchSp
         for i, op in enumerate(space.ops):
             ax.plot(epochs, means[:, i], marker="o", ms=3, label=op, ls="--" if op in ("none", "skip_connect") else "-")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("mean softmax(alpha) over edges")
         ax.set_title(f"{name} cell", fontsize=10)
         ax.grid(alpha=0.3)
