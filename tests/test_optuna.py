@@ -264,6 +264,9 @@ def test_objectives_are_checked_against_the_evaluator() -> None:
     with pytest.raises(NasError, match="objective 'macs' is not measured by this evaluator"):
         search_blackbox("nb201", SyntheticEvaluator(), strategy="nsga2", trials=2, storage="memory",
                         objectives="val_acc,macs", progress=False)
+    with pytest.raises(NasError, match="--pruner sha works with one objective"):
+        search_blackbox("nb201", SyntheticEvaluator(), strategy="tpe", trials=2, storage="memory",
+                        objectives="val_acc,params", pruner="sha", progress=False)
 
 
 # -- failures --------------------------------------------------------------------------------------

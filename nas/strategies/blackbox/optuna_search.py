@@ -355,6 +355,9 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         if strategy == "nsga2" and len(objectives) == 1 and "params" in getattr(evaluator, "provides", ("params",)):
             objectives = [objectives[0], "params"]
         make_pruner(pruner)  # check the name before creating the run folder
+        if pruner != "none" and len(objectives) > 1:
+            raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
+                           "only); drop --pruner or use one objective")
         run_id = uuid.uuid4().hex
         study_name = study_name or f"{strategy}-{space.name}"
         config = {"backend": "optuna", "strategy": strategy, "space": space.name,
