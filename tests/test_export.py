@@ -138,13 +138,14 @@ def test_source_runs_with_only_torch(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    # A fresh interpreter outside the repository: nas, torchvision and safetensors made
-    # unimportable, so the file must run on torch alone (weights from the .pt state dict).
+    # A fresh interpreter outside the repository (site-packages kept: the virtualenv may live
+    # inside the checkout): nas, torchvision and safetensors made unimportable, so the file
+    # must run on torch alone (weights from the .pt state dict).
     script = textwrap.dedent(f"""
         import sys
         for name in ("nas", "torchvision", "safetensors"):
             sys.modules[name] = None
-        sys.path = [p for p in sys.path if p and not p.startswith({str(REPO)!r})]
+        sys.path = [p for p in sys.path if p and ("-packages" in p or not p.startswith({str(REPO)!r}))]
         import importlib.util, torch
         spec = importlib.util.spec_from_file_location("model", {str(tmp_path / 'export' / 'model.py')!r})
         model = importlib.util.module_from_spec(spec)
