@@ -110,8 +110,13 @@ def test_training_evaluator_reports_every_epoch_and_measures_the_network(tmp_pat
     assert [e for e, _ in reports] == [1, 2]
     assert metrics["val_acc"] == reports[-1][1] and 0 <= metrics["val_acc"] <= 1
     assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["run"] == str(tmp_path / "trial")
+    # selection on images held out of the training set; the test split is scored once, for reporting
+    assert evaluator.train_config.val_fraction == 0.2 and "test_acc" in evaluator.provides
+    assert 0 <= metrics["test_acc"] <= 1
     assert (tmp_path / "trial" / "genotype.json").exists()
     assert evaluator_from_config(evaluator.config()).config() == evaluator.config()
+    older = {k: v for k, v in evaluator.config().items() if k != "val_fraction"}  # a config from before val_fraction
+    assert evaluator_from_config(older).train_config.val_fraction == 0.0
 
 
 def test_training_evaluator_lets_a_pruning_report_stop_it_and_fails_on_nan(monkeypatch) -> None:

@@ -200,3 +200,27 @@ def test_cli_trains_nb201_and_exports_more_formats(tmp_path, capsys):
     assert set(manifest["formats"]) == {"source", "torchscript"}  # the training run's source export is kept
     assert manifest["formats"]["torchscript"]["max_abs_diff"] <= TOLERANCE
     assert "torchscript" in capsys.readouterr().out
+
+
+def test_validation_can_be_held_out_of_the_training_set(tmp_path):
+    from nas.train.trainer import _load_data
+
+    cfg = dataclasses.replace(TINY, val_fraction=0.25, train_subset=None, val_subset=None)
+    train_set, val_set, test_set, *_ = _load_data("digits", None, cfg)
+    whole = train_set.dataset
+    assert set(train_set.indices).isdisjoint(val_set.indices)
+    assert len(train_set) + len(val_set) == len(whole) and abs(len(val_set) - 0.25 * len(whole)) <= 10
+    # validation images are the training images without augmentation; the test split stays apart
+    assert whole.transform is not None and val_set.dataset.transform is None and val_set.dataset.images is whole.images
+    assert len(test_set) == len(_load_data("digits", None, dataclasses.replace(TINY, val_subset=None))[1])
+    # the held-out part is a property of the data, not of the run
+    other = _load_data("digits", None, dataclasses.replace(cfg, seed=7))
+    assert other[1].indices == val_set.indices
+
+    result = train("NB201_RESNET", "digits", config=dataclasses.replace(TINY, val_fraction=0.25, epochs=1),
+                   out=tmp_path / "held-out", progress=False)
+    saved = json.loads((tmp_path / "held-out" / "result.json").read_text())["metrics"]
+    assert 0 <= result.metrics["test_acc"] <= 1 and result.metrics["test_loss"] > 0
+    assert saved["test_acc"] == result.metrics["test_acc"] and saved["val_acc"] == result.metrics["val_acc"]
+    with pytest.raises(NasError, match="val_fraction must be in"):
+        dataclasses.replace(TINY, val_fraction=1.0).check()

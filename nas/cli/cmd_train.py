@@ -29,6 +29,8 @@ TRAIN_OPTIONS: dict[str, tuple[type, str]] = {
     "num_workers": (int, "DataLoader worker processes (default 0)"),
     "train_subset": (int, "train on this many images, a fixed sample (benchmarks, smoke tests)"),
     "val_subset": (int, "evaluate on this many images, a fixed sample (benchmarks, smoke tests)"),
+    "val_fraction": (float, "validate on this share of the training images (held out, stratified, the same for "
+                     "every seed) and score the test split once at the end; 0: validate on the test split (default)"),
     "max_train_batches": (int, "end every epoch after this many batches (smoke tests only)"),
     "export_formats": (str, "formats exported into the run folder at the end, comma-separated (default source)"),
 }

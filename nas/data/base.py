@@ -1,6 +1,7 @@
 """What every data set returns, the in-memory image set, and the seeded splits."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,13 @@ class TensorImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def without_transform(self) -> TensorImageDataset:
+        """The same images (shared, not copied) with no augmentation: for validating on a part
+        of a training set."""
+        plain = copy.copy(self)
+        plain.transform = None
+        return plain
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x = self.normalise(self.images[index])

@@ -3,8 +3,14 @@
 Each evaluation is one :func:`nas.train.train` run (its own run folder under the search's
 ``trials/NNNN``), so per-epoch curves, checkpoints and the trained weights of every trial stay
 inspectable. Per-epoch reports go to the search (pruning). The metrics are the trainer's last
-epoch (``val_acc`` as a fraction, ``val_loss``, ``train_loss``, ``best_val_acc``) plus the
-network's ``params``, ``macs``, ``activation_mib`` and, when asked for, ``latency_ms``.
+epoch (``val_acc`` as a fraction, ``val_loss``, ``train_loss``, ``best_val_acc``), the test
+split's ``test_acc`` / ``test_loss``, and the network's ``params``, ``macs``,
+``activation_mib`` and, when asked for, ``latency_ms``.
+
+A search selects on ``val_acc``, measured on a part of the training set held out from training
+(``val_fraction``, 20% by default, the same images for every trial); the data set's test split
+is scored once per trial (``test_acc``) and never steers the search, so it stays an honest
+estimate of the found architecture.
 
 >>> evaluator = TrainingEvaluator("digits", epochs=1, init_channels=4, layers=3)  # doctest: +SKIP
 >>> evaluator.evaluate(get_reference("DARTS_V2"))["val_acc"]  # doctest: +SKIP
@@ -37,11 +43,11 @@ class TrainingEvaluator(Evaluator):
         come from the data set's recipe (:func:`nas.train.recipe`).
     measure_latency: also measure ``latency_ms`` (batch 1, on the training device) for a
         latency objective.
+    val_fraction: share of the training images held out to compute ``val_acc`` (default 0.2);
+        0 validates on the test split instead (then ``test_acc`` is not reported and the search
+        selects on the test split).
     train_settings: any other :class:`nas.train.TrainConfig` field (``lr``, ``train_subset``,
         ``max_train_batches``, ...).
-
-    The trainer scores ``val_acc`` on the data set's held-out split (``test`` of the data
-    layer); searches therefore select on that split.
     """
 
     objective = "val_acc"
@@ -49,7 +55,7 @@ class TrainingEvaluator(Evaluator):
     def __init__(self, dataset: str = "digits", *, space: SearchSpace | str | dict[str, Any] | None = None,
                  data_root: str | Path | None = None, epochs: int = 3, batch_size: int | None = None,
                  init_channels: int | None = None, layers: int | None = None, device: str = "auto", seed: int = 0,
-                 measure_latency: bool = False, **train_settings: Any) -> None:
+                 measure_latency: bool = False, val_fraction: float = 0.2, **train_settings: Any) -> None:
         from nas.train import TrainConfig, recipe
 
         self.dataset = dataset
@@ -66,7 +72,7 @@ class TrainingEvaluator(Evaluator):
         if unknown:
             raise NasError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         overrides = {"epochs": epochs, "batch_size": batch_size, "init_channels": init_channels, "layers": layers,
-                     "device": device, "seed": seed, **train_settings}
+                     "device": device, "seed": seed, "val_fraction": val_fraction, **train_settings}
         base = recipe(dataset)
         # a search trains hundreds of networks: export the weights' source only, not every format
         self.train_config = dataclasses.replace(
@@ -75,7 +81,8 @@ class TrainingEvaluator(Evaluator):
     @property
     def provides(self) -> tuple[str, ...]:
         names = ("val_acc", "best_val_acc", "val_loss", "train_loss", "train_acc", "params", "macs", "activation_mib")
-        return names + (("latency_ms",) if self.measure_latency else ())
+        held_out = ("test_acc", "test_loss") if self.train_config.val_fraction > 0 else ()
+        return names + held_out + (("latency_ms",) if self.measure_latency else ())
 
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,
                  workdir: Path | None = None) -> dict[str, Any]:
@@ -113,5 +120,5 @@ class TrainingEvaluator(Evaluator):
         return {"name": "train", "dataset": self.dataset, "data_root": self.data_root,
                 "space": self.search_space.to_dict() if self.search_space is not None else None,
                 "epochs": cfg.epochs, "batch_size": cfg.batch_size, "init_channels": cfg.init_channels,
-                "layers": cfg.layers, "device": cfg.device, "seed": cfg.seed,
+                "layers": cfg.layers, "device": cfg.device, "seed": cfg.seed, "val_fraction": cfg.val_fraction,
                 "measure_latency": self.measure_latency, **self.train_settings}

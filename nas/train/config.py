@@ -46,6 +46,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes; 0 keeps the CPU fast path for small data and tests
     train_subset: int | None = None  # train on this many images (one fixed sample for any seed); benchmarks, tests
     val_subset: int | None = None  # evaluate on this many images (one fixed sample); benchmarks, tests
+    val_fraction: float = 0.0  # hold out this share of the training images (stratified, one fixed split) to
+    # validate on, and score the test split once at the end (test_acc); 0: validate on the test split
     max_train_batches: int | None = None  # end every epoch after this many batches; for smoke tests only
     export_formats: tuple[str, ...] = ("source",)  # exported into the run folder at the end (see nas.export)
 
@@ -66,6 +68,8 @@ class TrainConfig:
         need(self.auxiliary_weight >= 0, f"auxiliary_weight must not be negative, got {self.auxiliary_weight}")
         need(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
         need(self.cutout >= 0, f"cutout must be 0 (off) or a side in pixels, got {self.cutout}")
+        need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1) (0: validate on the test split), "
+             f"got {self.val_fraction}")
         need(self.num_workers >= 0, f"num_workers must not be negative, got {self.num_workers}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("image_size", "init_channels", "layers", "train_subset", "val_subset", "max_train_batches"):
@@ -81,13 +85,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise NasError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        if "export_formats" in data:
-            data = {**data, "export_formats": tuple(data["export_formats"])}
-        return cls(**data)
+        return settings_from_dict(cls, data, "training")
+
+
+def settings_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    """A settings dataclass (``TrainConfig``, ``TaskConfig``) from its ``to_dict()``: unknown
+    names raise :class:`NasError`, missing ones keep their defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise NasError(f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    if "export_formats" in data:
+        data = {**data, "export_formats": tuple(data["export_formats"])}
+    return cls(**data)
 
 
 def dataset_key(name: str) -> str:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from nas.data import get_dataset
+from nas.data.base import TensorImageDataset, stratified_split
 from nas.errors import NasError
 from nas.genotype import Genotype, resolve_genotype
 from nas.measure import measure
@@ -62,6 +63,7 @@ class _Plan:
     val_set: Dataset
     image_size: int
     label: str
+    test_set: Dataset | None = None  # scored once at the end when validation is held out of the training set
 
 
 def train(genotype: Genotype | str | None, dataset: str | None = None, *, config: TrainConfig | None = None,
@@ -166,7 +168,12 @@ def train(genotype: Genotype | str | None, dataset: str | None = None, *, config
                            f"{record['epoch_time_s']:.1f}s  {record['images_per_s']:.0f} img/s")
             if report is not None:
                 report(epoch, record)
-        return _finish(run, plan, model, records, best, progress)
+        final: dict[str, Any] = {}
+        if plan.test_set is not None:  # validation was held out of the training set: score the test split once
+            test_loader = DataLoader(plan.test_set, batch_size=cfg.batch_size, shuffle=False,
+                                     num_workers=cfg.num_workers, pin_memory=cuda)
+            final["test_loss"], final["test_acc"] = _evaluate(model, test_loader, autocast, device, memory_format)
+        return _finish(run, plan, model, records, best, progress, final)
     finally:
         run.close()
 
@@ -252,14 +259,28 @@ def _subset(dataset: Dataset, size: int | None) -> Dataset:
     return Subset(dataset, sorted(order.tolist()))
 
 
-def _load_data(dataset: str, data_root: str | None, cfg: TrainConfig) -> tuple[Dataset, Dataset, int, int, int]:
-    """``(train, val, num_classes, in_channels, image_size)``; the data layer raises for bad paths."""
+def _load_data(dataset: str, data_root: str | None, cfg: TrainConfig
+               ) -> tuple[Dataset, Dataset, Dataset | None, int, int, int]:
+    """``(train, val, test, num_classes, in_channels, image_size)``; the data layer raises for bad
+    paths. With ``val_fraction`` the validation images are a stratified part of the training set
+    (without augmentation; the same part for every seed) and ``test`` is the data set's test
+    split; otherwise validation is the test split and ``test`` is None."""
     info = get_dataset(dataset, data_root, image_size=cfg.image_size, augment=cfg.augment, cutout=cfg.cutout)
-    train_set, val_set = _subset(info.train, cfg.train_subset), _subset(info.test, cfg.val_subset)
+    train_set, val_set, test_set = info.train, info.test, None
+    if cfg.val_fraction > 0:
+        if not isinstance(train_set, TensorImageDataset):
+            raise NasError(f"val_fraction needs an in-memory training set; {dataset} has none")
+        keep, held_out = stratified_split(train_set.targets, cfg.val_fraction, seed=SUBSET_SEED)
+        if not keep or not held_out:
+            raise NasError(f"val_fraction {cfg.val_fraction} of {len(train_set)} training images leaves one side "
+                           "empty; use a fraction nearer 0.2")
+        test_set, val_set = val_set, Subset(train_set.without_transform(), held_out)
+        train_set = Subset(train_set, keep)
+    train_set, val_set = _subset(train_set, cfg.train_subset), _subset(val_set, cfg.val_subset)
     if len(train_set) < cfg.batch_size:  # type: ignore[arg-type]
         raise NasError(f"the training set has {len(train_set)} images, fewer than one batch of {cfg.batch_size}; "
                        "lower --batch-size or use more data")
-    return train_set, val_set, info.num_classes, info.in_channels, info.image_size
+    return train_set, val_set, test_set, info.num_classes, info.in_channels, info.image_size
 
 
 def genotype_label(genotype: Genotype | str) -> str:
@@ -285,10 +306,10 @@ def _plan_new(genotype: Genotype | str | None, dataset: str | None, config: Trai
     cfg = (config or recipe(dataset)).check()
     _amp_dtype(cfg.precision, resolve_device(cfg.device))
     root = None if data_root is None else str(data_root)
-    train_set, val_set, num_classes, in_channels, image_size = _load_data(dataset, root, cfg)
+    train_set, val_set, test_set, num_classes, in_channels, image_size = _load_data(dataset, root, cfg)
     spec = ModelSpec.create(genotype, space, num_classes=num_classes, in_channels=in_channels,
                             init_channels=cfg.init_channels, layers=cfg.layers, auxiliary=cfg.auxiliary_weight > 0)
-    return _Plan(spec, cfg, dataset_key(dataset), root, train_set, val_set, image_size, label)
+    return _Plan(spec, cfg, dataset_key(dataset), root, train_set, val_set, image_size, label, test_set)
 
 
 def _create_run(plan: _Plan, model: nn.Module, out: str | Path | None) -> Run:
@@ -334,21 +355,23 @@ def _plan_resume(path: Path, genotype: Genotype | str | None, dataset: str | Non
         if not saved_spec.same_architecture(spec):
             raise NasError(f"{last} holds another architecture ({saved_spec.describe()}) than run {path} "
                            f"({spec.describe()}); it cannot be resumed here, start a new run")
-        if state.get("train") != cfg.to_dict():
+        if TrainConfig.from_dict(state.get("train", {})).to_dict() != cfg.to_dict():
             raise NasError(f"{last} was trained with other settings than {path / 'config.json'}; "
                            "it cannot be resumed here, start a new run")
     root = str(data_root) if data_root is not None else saved.get("data_root")
-    train_set, val_set, num_classes, in_channels, image_size = _load_data(saved["dataset"], root, cfg)
+    train_set, val_set, test_set, num_classes, in_channels, image_size = _load_data(saved["dataset"], root, cfg)
     if (num_classes, in_channels) != (spec.num_classes, spec.in_channels):
         raise NasError(f"the data at {root} has {num_classes} classes and {in_channels} channels; run {path} "
                        f"was started with {spec.num_classes} and {spec.in_channels}")
-    plan = _Plan(spec, cfg, saved["dataset"], root, train_set, val_set, image_size, saved.get("label", spec.space.name))
+    plan = _Plan(spec, cfg, saved["dataset"], root, train_set, val_set, image_size, saved.get("label", spec.space.name),
+                 test_set)
     return run, plan, state
 
 
 def _finish(run: Run, plan: _Plan, model: nn.Module, records: list[dict[str, Any]], best: dict[str, Any],
-            progress: bool) -> TrainResult:
-    """Curves, the export (standalone source + weights at least) and ``result.json``."""
+            progress: bool, final: dict[str, Any]) -> TrainResult:
+    """Curves, the export (standalone source + weights at least) and ``result.json``; ``final``
+    holds the last model's test metrics when validation was held out of the training set."""
     from nas.export import export
 
     model.eval()
@@ -357,9 +380,11 @@ def _finish(run: Run, plan: _Plan, model: nn.Module, records: list[dict[str, Any
     example = torch.randn(2, plan.spec.in_channels, size, size, generator=torch.Generator().manual_seed(0))
     formats = tuple(dict.fromkeys(("source", *plan.config.export_formats)))
     exports = export(model, formats, run.path / "export", example_input=example, spec=plan.spec, name=plan.label)
-    metrics = {**records[-1], "best_val_acc": best["val_acc"], "best_epoch": best["epoch"]}
+    metrics = {**records[-1], "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], **final}
     run.write_json("result.json", {"metrics": metrics, "exports": {k: str(v) for k, v in exports.items()}})
     if progress:
+        if "test_acc" in final:
+            tqdm.write(f"test split: loss {final['test_loss']:.3f} acc {final['test_acc']:.1%} (last epoch's model)")
         tqdm.write(f"done: val acc {metrics['val_acc']:.1%} (best {best['val_acc']:.1%} at epoch {best['epoch']}); "
                    f"run folder {run.path}, export {run.path / 'export'}")
     return TrainResult(run.path, metrics, model, plan.spec, exports)
