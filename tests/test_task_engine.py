@@ -228,3 +228,41 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert code == 2
     assert message in err and err.count("\n") == 1
     assert not any(tmp_path.rglob("config.json"))  # nothing was created
+
+
+def test_nas_search_command_with_a_segmentation_evaluator(tmp_path, capsys):
+    import optuna
+
+    out = tmp_path / "search"
+    tiny = ["--trial-setting", f"image_size={SIZE}", "--trial-setting", "train_images=8",
+            "--trial-setting", "val_images=4", "--trial-setting", "warmup_steps=1"]
+    code = main(["search", "--strategy", "random", "--space", "nb201", "--evaluator", "segmentation",
+                 "--task-head", "fcn", "--trials", "2", "--epochs-per-trial", "1", "--trial-init-channels", "4",
+                 "--trial-batch-size", "4", *tiny, "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    evaluator = json.loads((out / "config.json").read_text())["evaluator"]
+    assert (evaluator["name"], evaluator["head"], evaluator["dataset"]) == ("segmentation", "fcn", "shapes")
+    assert (evaluator["image_size"], evaluator["train_images"], evaluator["init_channels"]) == (SIZE, 8, 4)
+    assert (out / "genotype.json").is_file()
+    # the resumed search rebuilds the same evaluator from the run folder
+    assert main(["search", "--resume", str(out), "--trials", "3"]) == 0
+    study = optuna.load_study(study_name="random-nb201", storage=f"sqlite:///{out / 'study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 3 and all(0 <= t.user_attrs["metrics"]["miou"] <= 1 for t in done)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--evaluator", "segmentation", "--task-head", "yolo"], "unknown segmentation head 'yolo'"),
+    (["--evaluator", "train", "--task-head", "fcn"], "--task-head applies to --evaluator detection or segmentation"),
+    (["--trial-setting", "lr=fast"], "--trial-setting lr='fast': expected float"),
+    (["--trial-setting", "epochs=2"], "--trial-setting epochs: use --epochs-per-trial"),
+    (["--trial-setting", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
+    (["--evaluator", "detection", "--trial-setting", "image_size=100"], "multiple of 32"),
+    (["--trial-setting", "lr"], "is not NAME=VALUE"),
+])
+def test_search_trial_settings_and_task_options_are_checked(tmp_path, capsys, argv, message):
+    code = main(["search", "--strategy", "random", "--trials", "1", "--out", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

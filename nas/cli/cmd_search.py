@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "config, metrics, the found genotype.json and plots.")
     p.add_argument("--strategy", choices=sorted(STRATEGIES),
                    help="search strategy (default darts; with --resume, the run's own)")
-    p.add_argument("--space", default="darts", help="space name or .yaml file (default darts)")
+    p.add_argument("--space", help="space name or .yaml file (default darts; nb201 with --evaluator nb201)")
     p.add_argument("--dataset", default="digits", help="data set: digits (embedded), cifar10, cifar100, imagefolder")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -66,5 +66,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if "backend" in saved and hasattr(args, "backend"):
             args.backend = saved["backend"]
     args.strategy = args.strategy or "darts"
+    if args.space is None:
+        args.space = "nb201" if getattr(args, "evaluator", None) == "nb201" else "darts"
     module = importlib.import_module(STRATEGIES[args.strategy])
     return int(module.run_from_args(args) or 0)

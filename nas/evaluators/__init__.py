@@ -3,6 +3,8 @@
 * :class:`~nas.evaluators.training.TrainingEvaluator`: a short training run per genotype.
 * :class:`~nas.evaluators.nb201_table.NB201TableEvaluator`: NAS-Bench-201 lookups (seconds
   per search).
+* :class:`~nas.tasks.evaluators.DetectionEvaluator` / ``SegmentationEvaluator``: a short
+  detection or segmentation training run with the genotype as backbone (mAP / mIoU).
 
 ``evaluator.config()`` is plain data; :func:`evaluator_from_config` rebuilds the evaluator from
 it (to resume a run or to start one in another process):
@@ -18,7 +20,7 @@ from typing import Any
 from nas.errors import NasError
 from nas.evaluators.base import Evaluator, Report
 
-EVALUATORS = ("train", "nb201")
+EVALUATORS = ("train", "nb201", "detection", "segmentation")
 
 __all__ = ["EVALUATORS", "Evaluator", "NB201TableEvaluator", "Report", "TrainingEvaluator",
            "evaluator_from_config"]
@@ -36,7 +38,12 @@ def evaluator_from_config(config: dict[str, Any], **overrides: Any) -> Evaluator
     if name == "train":
         from nas.evaluators.training import TrainingEvaluator
 
+        settings.setdefault("val_fraction", 0.0)  # configs written before validation was held out
         return TrainingEvaluator(**settings)
+    if name in ("detection", "segmentation"):
+        from nas.tasks.evaluators import task_evaluator_from_config
+
+        return task_evaluator_from_config(config, **overrides)
     raise NasError(f"unknown evaluator {name!r} in the run's config; known: {', '.join(EVALUATORS)}")
 
 

@@ -157,3 +157,20 @@ def task_evaluator_from_config(config: dict[str, Any], **overrides: Any) -> Task
     if name == "segmentation":
         return SegmentationEvaluator(**settings)
     raise NasError(f"unknown task evaluator {name!r}; known: detection, segmentation")
+
+
+def make_task_evaluator(task: str, *, head: str | None = None, **settings: Any) -> TaskEvaluator:
+    """A :class:`DetectionEvaluator` (``task="detection"``) or :class:`SegmentationEvaluator`;
+    ``head`` defaults to ``fcos`` / ``unet`` and settings given as ``None`` keep their defaults
+    (so command-line options that were not set can be passed straight through).
+
+    Example::
+
+        evaluator = make_task_evaluator("segmentation", head="fcn", epochs=1, image_size=None)
+    """
+    given = {k: v for k, v in settings.items() if v is not None}
+    if task == "detection":
+        return DetectionEvaluator(detector=head or "fcos", **given)
+    if task == "segmentation":
+        return SegmentationEvaluator(head=head or "unet", **given)
+    raise NasError(f"unknown task {task!r}; choose detection or segmentation")

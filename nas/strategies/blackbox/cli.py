@@ -7,7 +7,9 @@ to Ray Tune (:mod:`nas.strategies.blackbox.ray_tune`, which adds its own option 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from nas.errors import NasError
 from nas.evaluators import EVALUATORS, Evaluator, evaluator_from_config
@@ -17,19 +19,27 @@ from nas.space import SearchSpace, load_space
 DEFAULT_TRIALS = 50
 DEFAULT_EPOCHS_PER_TRIAL = 3
 BACKENDS = ("optuna", "ray")
+# training settings with an option of their own (or none at all), refused in --trial-setting
+OWN_OPTIONS = {"epochs": "use --epochs-per-trial", "batch_size": "use --trial-batch-size",
+               "init_channels": "use --trial-init-channels", "layers": "use --trial-layers",
+               "device": "use --device", "seed": "use --seed", "export_formats": "trials export nothing"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "black-box search (--strategy random, tpe, evolution, nsga2)",
-        "each trial samples one genotype and scores it by a short training run (--evaluator train) or a "
-        "NAS-Bench-201 table lookup (--evaluator nb201 --space nb201); the study is stored in "
+        "each trial samples one genotype and scores it by a short training run (--evaluator train), a "
+        "NAS-Bench-201 table lookup (--evaluator nb201) or a short detection / segmentation training run with "
+        "the genotype as backbone (--evaluator detection|segmentation); the study is stored in "
         "<run>/study.db unless --storage says otherwise")
     group.add_argument("--trials", type=int, default=None,
                        help=f"trials to evaluate (default {DEFAULT_TRIALS}; with --resume: the total, default as before)")
     group.add_argument("--evaluator", choices=EVALUATORS, default="train",
-                       help="train: train each genotype briefly on --dataset (default); nb201: look the cell up "
-                       "in the NAS-Bench-201 tables (--space nb201; a search takes seconds)")
+                       help="train: train each genotype briefly on --dataset and select on a held-out 20%% of its "
+                       "training images (default); nb201: look the cell up in the NAS-Bench-201 tables (space "
+                       "nb201; a search takes seconds); detection / segmentation: train a detector (objective "
+                       "map) or segmenter (miou) on the genotype backbone, on generated shapes unless --dataset "
+                       "coco / voc")
     group.add_argument("--nb201-root", metavar="DIR",
                        help="folder with the NAS-Bench-201 CSV tables (default ../shared/data/nas-bench-201 "
                        "when present)")
@@ -40,9 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trial-batch-size", type=int, help="training batch size per trial (default: the data set's recipe)")
     group.add_argument("--trial-init-channels", type=int, help="initial channels of trial networks (default: the recipe's)")
     group.add_argument("--trial-layers", type=int, help="cells of trial networks (default: the recipe's)")
+    group.add_argument("--trial-setting", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other training setting of every trial, repeatable: a `nas train` option for "
+                       "--evaluator train (lr=0.1, train_subset=500, val_fraction=0.1), a `nas detect` / `nas "
+                       "segment` option for detection / segmentation (image_size=64, train_images=120)")
+    group.add_argument("--task-head", metavar="NAME",
+                       help="detection: fasterrcnn, retinanet or fcos (default fcos); segmentation: fcn, deeplabv3 "
+                       "or unet (default unet)")
+    group.add_argument("--ann", help="detection on --dataset coco: the annotation JSON (images in --data-root)")
+    group.add_argument("--images", help="segmentation on --dataset voc: folder of images")
+    group.add_argument("--masks", help="segmentation on --dataset voc: folder of PNG class-id masks")
+    group.add_argument("--num-classes", type=int, help="segmentation on --dataset voc: classes incl. background")
     group.add_argument("--objectives", metavar="METRICS",
                        help="comma-separated metrics; several make a multi-objective search that maximises the "
-                       "first (val_acc) and minimises params, macs or latency_ms (nsga2 default: val_acc,params)")
+                       "first (val_acc; map / miou for detection / segmentation) and minimises params, macs or "
+                       "latency_ms (nsga2 default: the evaluator's objective and params)")
     group.add_argument("--storage", metavar="URL",
                        help="study database URL (default sqlite:///<run>/study.db; 'memory': no file, no resume); "
                        "processes given the same URL and --study-name search one study together")
@@ -76,20 +98,74 @@ def space_and_evaluator(args: argparse.Namespace) -> tuple[SearchSpace, Evaluato
         overrides = {"device": args.device} if config["evaluator"].get("name") == "train" else {}
         return load_space_definition(config), evaluator_from_config(config["evaluator"], **overrides)
     space = load_space(args.space)
+    measure_latency = "latency_ms" in (args.objectives or "")
+    if args.evaluator in ("detection", "segmentation"):
+        from nas.tasks.engine import TaskConfig
+        from nas.tasks.evaluators import make_task_evaluator
+
+        dataset = "shapes" if args.dataset == "digits" else args.dataset  # digits: the search's default
+        return space, make_task_evaluator(
+            args.evaluator, head=args.task_head, space=space, dataset=dataset, data_root=args.data_root,
+            ann=args.ann, images=args.images, masks=args.masks, num_classes=args.num_classes,
+            epochs=args.epochs_per_trial or DEFAULT_EPOCHS_PER_TRIAL, batch_size=args.trial_batch_size,
+            init_channels=args.trial_init_channels, device=args.device, seed=args.seed,
+            measure_latency=measure_latency, **parse_settings(args.trial_setting, TaskConfig))
+    if args.task_head is not None:
+        raise NasError("--task-head applies to --evaluator detection or segmentation")
     if args.evaluator == "nb201":
         from nas.evaluators.nb201_table import NB201TableEvaluator
 
+        if args.trial_setting:
+            raise NasError("--trial-setting applies to trials that train; the nb201 evaluator looks them up")
         if space.name != "nb201":
             raise NasError(f"--evaluator nb201 scores cells of the nb201 space, not {space.name!r}; add --space nb201")
         return space, NB201TableEvaluator(args.nb201_root, dataset=args.nb201_dataset)
     from nas.evaluators.training import TrainingEvaluator
+    from nas.train import TrainConfig
 
-    objectives = args.objectives or ""
     return space, TrainingEvaluator(
         args.dataset, space=space, data_root=args.data_root,
         epochs=args.epochs_per_trial or DEFAULT_EPOCHS_PER_TRIAL, batch_size=args.trial_batch_size,
         init_channels=args.trial_init_channels, layers=args.trial_layers, device=args.device, seed=args.seed,
-        measure_latency="latency_ms" in objectives)
+        measure_latency=measure_latency, **parse_settings(args.trial_setting, TrainConfig))
+
+
+def parse_settings(items: list[str], config_class: type) -> dict[str, Any]:
+    """``["lr=0.1", "augment=false"]`` -> ``{"lr": 0.1, "augment": False}``, each value read as the
+    type of that field of the ``config_class`` dataclass; unknown names and bad values raise
+    :class:`NasError` naming them."""
+    fields = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    settings: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise NasError(f"--trial-setting {item!r} is not NAME=VALUE (for example lr=0.1)")
+        if name in OWN_OPTIONS:
+            raise NasError(f"--trial-setting {name}: {OWN_OPTIONS[name]}")
+        if name not in fields:
+            known = sorted(set(fields) - set(OWN_OPTIONS))
+            raise NasError(f"--trial-setting: unknown setting {name!r}; known: {', '.join(known)}")
+        kind, text = fields[name], text.strip()
+        try:
+            if text.lower() == "none" and "None" in kind:
+                value: Any = None
+            elif kind.startswith("bool"):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1", "yes", "on")
+            elif kind.startswith("int"):
+                value = int(text)
+            elif kind.startswith("float"):
+                value = float(text)
+            elif kind.startswith("tuple"):
+                value = tuple(part.strip() for part in text.split(",") if part.strip())
+            else:
+                value = text
+        except ValueError:
+            raise NasError(f"--trial-setting {name}={text!r}: expected {kind}") from None
+        settings[name] = value
+    return settings
 
 
 def _resolve_trials(args: argparse.Namespace) -> int:
