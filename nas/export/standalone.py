@@ -413,7 +413,7 @@ def build(arch: dict[str, Any] | None = None) -> nn.Module:
 
 
 def load(weights: str | Path | None = None) -> nn.Module:
-    """The network with its trained weights, in eval mode.
+    """The model of :func:`build` with its trained weights, in eval mode.
 
     ``weights`` defaults to ``model.safetensors`` next to this file when the safetensors
     package is installed, else ``model_state_dict.pt`` (read with ``weights_only=True``).
@@ -432,9 +432,9 @@ def load(weights: str | Path | None = None) -> nn.Module:
         state = load_file(str(weights))
     else:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    network = build()
-    network.load_state_dict(state)
-    return network.eval()
+    model = build()
+    model.load_state_dict(state)
+    return model.eval()
 
 
 if __name__ == "__main__":

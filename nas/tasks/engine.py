@@ -45,6 +45,7 @@ from nas.tasks.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_det
 from nas.tasks.metrics import evaluate_detector, evaluate_segmenter
 from nas.tasks.segmentation import SEGMENTER_KINDS, build_segmenter
 from nas.train.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nas.train.config import settings_from_dict
 
 Report = Callable[[int, dict[str, Any]], None]
 
@@ -135,11 +136,7 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise NasError(f"unknown task setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**{**data, "export_formats": tuple(data.get("export_formats", cls.export_formats))})
+        return settings_from_dict(cls, data, "task")
 
 
 @dataclass(frozen=True)

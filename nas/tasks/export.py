@@ -57,8 +57,9 @@ from nas.tasks.engine import (
 MANIFEST = "manifest.json"
 SOURCE_FILE, SAFETENSORS_FILE, STATE_DICT_FILE = "model.py", "model.safetensors", "model_state_dict.pt"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
-# the standalone template's whole-network classes and entry points; the task file has its own
-_TEMPLATE_SKIP = {"CellNetwork", "ChainNetwork", "build", "load", "ARCH"}
+# the standalone template's whole-network classes and build(); the task file has its own (which the
+# template's load() calls)
+_TEMPLATE_SKIP = {"CellNetwork", "ChainNetwork", "build", "ARCH"}
 # plain-torch pieces of nas.tasks.segmentation copied verbatim into the source export
 _SEGMENTATION_PARTS = ("_resize_to", "HeadSegmenter", "_conv_bn_relu", "_up_bn_relu", "UNetDecoder", "UNetSegmenter")
 
@@ -506,31 +507,6 @@ def build(arch: dict[str, Any] | None = None) -> nn.Module:
     """The model of ``arch`` (default: this file's ``ARCH``) with fresh weights, in eval mode."""
     arch = ARCH if arch is None else arch
     model = _detector(arch) if arch["task"] == "detection" else _segmenter(arch)
-    return model.eval()
-
-
-def load(weights: str | Path | None = None) -> nn.Module:
-    """The model with its trained weights, in eval mode.
-
-    ``weights`` defaults to ``model.safetensors`` next to this file when the safetensors
-    package is installed, else ``model_state_dict.pt`` (read with ``weights_only=True``).
-    """
-    here = Path(__file__).resolve().parent
-    if weights is None:
-        try:
-            from safetensors.torch import load_file  # noqa: F401
-            weights = here / "model.safetensors"
-        except ImportError:
-            weights = here / "model_state_dict.pt"
-    weights = Path(weights)
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights))
-    else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    model = build()
-    model.load_state_dict(state)
     return model.eval()
 
 
