@@ -259,6 +259,8 @@ def test_nas_search_command_with_a_segmentation_evaluator(tmp_path, capsys):
     (["--trial-setting", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
     (["--evaluator", "detection", "--trial-setting", "image_size=100"], "multiple of 32"),
     (["--trial-setting", "lr"], "is not NAME=VALUE"),
+    (["--evaluator", "segmentation", "--dataset", "nope"], "unknown segmentation dataset 'nope'"),
+    (["--evaluator", "detection", "--dataset", "coco", "--data-root", "."], "--dataset coco needs --ann FILE"),
 ])
 def test_search_trial_settings_and_task_options_are_checked(tmp_path, capsys, argv, message):
     code = main(["search", "--strategy", "random", "--trials", "1", "--out", str(tmp_path / "run"), *argv])

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=sorted(STRATEGIES),
                    help="search strategy (default darts; with --resume, the run's own)")
     p.add_argument("--space", help="space name or .yaml file (default darts; nb201 with --evaluator nb201)")
-    p.add_argument("--dataset", default="digits", help="data set: digits (embedded), cifar10, cifar100, imagefolder")
+    p.add_argument("--dataset", default="digits", help="data set: digits (embedded, default), cifar10, cifar100, "
+                   "imagefolder; with --evaluator detection / segmentation: shapes (embedded, default), coco, voc")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run folder to create (default runs/<strategy>-<space>-<time>)")

@@ -27,7 +27,16 @@ from nas.errors import NasError
 from nas.evaluators.base import Evaluator, Report
 from nas.genotype import Genotype
 from nas.space import SearchSpace, load_space, space_from_dict
-from nas.tasks.engine import OBJECTIVES, TaskConfig, check_head, measure_task_model, train_detector, train_segmenter
+from nas.tasks.engine import (
+    OBJECTIVES,
+    DataSpec,
+    TaskConfig,
+    check_head,
+    load_task_data,
+    measure_task_model,
+    train_detector,
+    train_segmenter,
+)
 
 SIZE_METRICS = ("params", "macs", "backbone_params", "backbone_macs")
 _QUALITY = {"detection": ("map", "map50", "map75", "best_map"), "segmentation": ("miou", "pixel_accuracy", "best_miou")}
@@ -74,6 +83,9 @@ class TaskEvaluator(Evaluator):
         # a search trains many networks: no export per trial
         self.task_config = TaskConfig(**{**task_settings, "epochs": epochs, "device": device, "seed": seed,
                                          "export_formats": ()}).check(self.task)
+        # open the data now: a wrong name or path fails before a search creates anything
+        load_task_data(self.task, DataSpec(dataset, data_root, ann, images, masks), self.task_config,
+                       num_classes=num_classes)
         self.objective = OBJECTIVES[self.task]
 
     @property
