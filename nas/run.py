@@ -39,8 +39,20 @@ def versions() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             info[pkg] = None
     info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
-    info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_name()
+    info["cpus"] = os.cpu_count()
     return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def _jsonable(obj: Any) -> Any:

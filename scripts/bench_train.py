@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ def single_run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from nas.genotype import get_reference, random_genotype
+    from nas.run import cpu_name
     from nas.train import recipe, train
 
     if job["threads"]:
@@ -80,16 +80,6 @@ def single_run(job: dict[str, Any]) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(0) if next(result.model.parameters()).is_cuda else cpu_name(),
         "settings": dataclasses.asdict(config) | {"export_formats": list(config.export_formats)},
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def jobs(args: argparse.Namespace, runs: Path) -> list[dict[str, Any]]:
