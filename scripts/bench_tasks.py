@@ -97,9 +97,9 @@ def bn_recalibrated_quality(model, task: str, config) -> dict[str, float]:
     import torch
     from torch.utils.data import DataLoader
 
-    from nas.tasks import ShapesDataset, collate_detection
+    from nas.data.tasks import ShapesDataset, collate_detection
     from nas.tasks.engine import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED
-    from nas.tasks.metrics import evaluate_detector, evaluate_segmenter
+    from nas.train.metrics import evaluate_detector, evaluate_segmenter
 
     model = copy.deepcopy(model).cpu()
     for module in model.modules():
@@ -128,7 +128,7 @@ def background_only_scores(config) -> dict[str, float]:
     score a segmenter gets before it has learned any shape."""
     import torch
 
-    from nas.tasks import ShapesDataset
+    from nas.data.tasks import ShapesDataset
     from nas.tasks.engine import SHAPES_VAL_SEED
 
     val = ShapesDataset(config.val_images, image_size=config.image_size, seed=SHAPES_VAL_SEED, task="segmentation")

@@ -150,7 +150,7 @@ def test_transfer_from_classification_run(tmp_path):
 
 @pytest.mark.parametrize("space", ["darts", "lecture", "nb201", "mobile"])
 def test_every_detector_and_head_trains_and_infers_on_each_space(space):
-    from nas.tasks import ShapesDataset
+    from nas.data.tasks import ShapesDataset
 
     genotype = random_genotype(space, seed=7)
     detection = ShapesDataset(2, image_size=SIZE, seed=5)

@@ -12,7 +12,7 @@ Each run gets a folder (:class:`nas.run.Run`): ``config.json`` (settings, seed, 
 export under ``export/``. ``resume=RUN`` continues from the last checkpoint; on the CPU the
 result equals that of an uninterrupted run with the same seed.
 
-The default data is the embedded :class:`~nas.tasks.data.ShapesDataset` (generated, no
+The default data is the embedded :class:`~nas.data.tasks.ShapesDataset` (generated, no
 download) and the default sizes are small enough for a laptop CPU.
 
 Example::
@@ -40,10 +40,10 @@ from nas.errors import NasError
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
-from nas.tasks.data import CocoDetection, MaskFolderSegmentation, ShapesDataset, collate_detection
-from nas.tasks.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_detector, torchvision_backbone
-from nas.tasks.metrics import evaluate_detector, evaluate_segmenter
-from nas.tasks.segmentation import SEGMENTER_KINDS, build_segmenter
+from nas.data.tasks import CocoDetection, MaskFolderSegmentation, ShapesDataset, collate_detection
+from nas.builders.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_detector, torchvision_backbone
+from nas.train.metrics import evaluate_detector, evaluate_segmenter
+from nas.builders.segmentation import SEGMENTER_KINDS, build_segmenter
 from nas.train.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nas.train.config import settings_from_dict
 

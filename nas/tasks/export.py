@@ -43,7 +43,7 @@ from nas.errors import NasError
 from nas.export import TOLERANCE
 from nas.export import export as export_tensor_model
 from nas.export import import_source, standalone
-from nas.tasks import segmentation
+from nas.builders import segmentation
 from nas.tasks.engine import (
     EXPORT_FORMATS,
     GENOTYPE_BACKBONE,
@@ -60,7 +60,7 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 # the standalone template's whole-network classes and build(); the task file has its own (which the
 # template's load() calls)
 _TEMPLATE_SKIP = {"CellNetwork", "ChainNetwork", "build", "ARCH"}
-# plain-torch pieces of nas.tasks.segmentation copied verbatim into the source export
+# plain-torch pieces of nas.builders.segmentation copied verbatim into the source export
 _SEGMENTATION_PARTS = ("_resize_to", "HeadSegmenter", "_conv_bn_relu", "_up_bn_relu", "UNetDecoder", "UNetSegmenter")
 
 
@@ -87,7 +87,7 @@ def parse_task_formats(formats: str | Sequence[str], task: str) -> tuple[str, ..
 def example_images(spec: TaskSpec, count: int = 2) -> list[Tensor]:
     """Validation scenes of the shapes data at the model's size: inputs on which a trained
     detector actually detects something, so the comparison covers boxes and scores."""
-    from nas.tasks.data import ShapesDataset
+    from nas.data.tasks import ShapesDataset
 
     data = ShapesDataset(count, image_size=spec.image_size, seed=SHAPES_VAL_SEED)
     return [data[i][0] for i in range(count)]

@@ -1,6 +1,6 @@
 """Semantic segmentation heads on top of a multi-scale backbone.
 
-The backbone follows the contract of :mod:`nas.tasks.detection` (four maps keyed
+The backbone follows the contract of :mod:`nas.builders.detection` (four maps keyed
 ``"0".."3"`` at strides 4, 8, 16, 32, with ``out_channels_list`` and ``strides``). Every
 model built here maps ``(N, 3, H, W)`` images to ``(N, num_classes, H, W)`` logits at the
 input resolution: a plain tensor, not a dict, so tracing and ONNX export take it as is.
@@ -22,7 +22,7 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
 from nas.errors import NasError
-from nas.tasks.detection import BACKBONE_STRIDES, check_backbone
+from nas.builders.detection import BACKBONE_STRIDES, check_backbone
 
 SEGMENTER_KINDS = ("fcn", "deeplabv3", "unet")
 

@@ -1,6 +1,6 @@
 """Object detectors on top of a multi-scale backbone.
 
-The backbone contract used throughout :mod:`nas.tasks`: an ``nn.Module`` whose
+The backbone contract used throughout :mod:`nas.builders`: an ``nn.Module`` whose
 ``forward(x)`` returns an ``OrderedDict[str, Tensor]`` with keys ``"0".."3"`` at strides
 4, 8, 16 and 32, and which has the attributes ``out_channels_list`` (the channels of those
 four maps, in order) and ``strides == [4, 8, 16, 32]``.
