@@ -20,7 +20,7 @@ from nas.export import TOLERANCE, export, import_source
 from nas.genotype import CellGenotype, Genotype, get_reference
 from nas.ops import list_ops
 from nas.space import space_from_dict
-from nas.train import ModelSpec
+from nas.builders import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

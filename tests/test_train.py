@@ -14,7 +14,8 @@ from nas.cli.cmd_train import TRAIN_OPTIONS, train_config_from_args
 from nas.errors import NasError
 from nas.export import TOLERANCE, import_source
 from nas.genotype import get_reference
-from nas.train import ModelSpec, TrainConfig, load_checkpoint, load_model, recipe, train
+from nas.builders import ModelSpec
+from nas.train import TrainConfig, load_checkpoint, load_model, recipe, train
 
 # Tiny but complete: auxiliary head, drop-path, Cutout, gradient clipping and the cosine
 # schedule are all on, so resume has every piece of state to restore.

@@ -145,7 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         from nas.genotype import resolve_genotype
         from nas.run import seed_everything
-        from nas.train import ModelSpec
+        from nas.builders import ModelSpec
         from nas.train.trainer import genotype_label
 
         genotype = resolve_genotype(args.target)

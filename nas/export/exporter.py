@@ -23,8 +23,8 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.export import source as source_export
-from nas.train.checkpoint import load_model
-from nas.train.spec import ModelSpec
+from nas.checkpoint import load_model
+from nas.builders.spec import ModelSpec
 
 FORMATS = ("source", "pt2", "torchscript", "onnx")
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)
@@ -61,7 +61,7 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         run's size (32 x 32 for a module).
     name: the title of the standalone source (default: the space name).
 
-    >>> from nas.train import ModelSpec
+    >>> from nas.builders import ModelSpec
     >>> from nas.genotype import get_reference
     >>> spec = ModelSpec.create(get_reference("NB201_RESNET"), layers=5, init_channels=4)
     >>> paths = export(spec.build(), "all", "/tmp/nb201", spec=spec)  # doctest: +SKIP

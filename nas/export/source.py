@@ -17,7 +17,7 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.export import standalone
-from nas.train.spec import ModelSpec
+from nas.builders.spec import ModelSpec
 
 TEMPLATE = Path(standalone.__file__)
 ARCH_LINE = "ARCH: dict[str, Any] = {}"

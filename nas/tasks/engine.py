@@ -44,7 +44,7 @@ from nas.data.tasks import CocoDetection, MaskFolderSegmentation, ShapesDataset,
 from nas.builders.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_detector, torchvision_backbone
 from nas.train.metrics import evaluate_detector, evaluate_segmenter
 from nas.builders.segmentation import SEGMENTER_KINDS, build_segmenter
-from nas.train.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nas.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nas.train.config import settings_from_dict
 
 Report = Callable[[int, dict[str, Any]], None]
@@ -330,8 +330,8 @@ def init_backbone_from(model: nn.Module, spec: TaskSpec, source: str | Path) -> 
         transfer = init_backbone_from(model, spec, "runs/train-DARTS_V2-...")
         len(transfer.loaded)
     """
-    from nas.train.checkpoint import load_checkpoint
-    from nas.train.spec import ModelSpec
+    from nas.checkpoint import load_checkpoint
+    from nas.builders.spec import ModelSpec
 
     if spec.genotype is None or spec.space is None:
         raise NasError("--init-from copies cells of a genotype; a torchvision backbone has none to receive them")
@@ -711,7 +711,7 @@ def _plan_new(task: str, head: str, genotype: Genotype | str | None, *, backbone
     resolve_device(cfg.device)
     label = _label(genotype, backbone, init_from)
     if init_from is not None:
-        from nas.train.checkpoint import load_checkpoint
+        from nas.checkpoint import load_checkpoint
 
         classifier = load_checkpoint(classification_checkpoint(init_from))["spec"]
         if genotype is None and backbone is None:

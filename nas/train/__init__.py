@@ -3,9 +3,8 @@
 Runs go into run folders (config, metrics, TensorBoard, checkpoints, curves, export) and can be
 resumed bit-identically on the CPU; :func:`recipe` gives the default settings per data set.
 """
-from nas.train.checkpoint import load_checkpoint, load_model
+from nas.checkpoint import load_checkpoint, load_model
 from nas.train.config import TrainConfig, recipe
-from nas.train.spec import ModelSpec
 from nas.train.trainer import TrainResult, train
 
-__all__ = ["ModelSpec", "TrainConfig", "TrainResult", "load_checkpoint", "load_model", "recipe", "train"]
+__all__ = ["TrainConfig", "TrainResult", "load_checkpoint", "load_model", "recipe", "train"]

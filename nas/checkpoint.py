@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of tensors, numbers, strings, lists and tuples only, so it loads with
 ``torch.load(weights_only=True)``: no pickled project classes. It carries the model's
-:class:`~nas.train.spec.ModelSpec` as data, so :func:`load_model` rebuilds its own network.
+:class:`~nas.builders.spec.ModelSpec` as data, so :func:`load_model` rebuilds its own network.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.builders.spec import ModelSpec
 from nas.errors import NasError
-from nas.train.spec import ModelSpec
 
 FORMAT = 1  # bumped when the layout changes
 
