@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
+from nas.builders import ModelSpec
 from nas.cli import main
 from nas.errors import NasError
 from nas.export import TOLERANCE, export, import_source
 from nas.genotype import CellGenotype, Genotype, get_reference
 from nas.ops import list_ops
 from nas.space import space_from_dict
-from nas.builders import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

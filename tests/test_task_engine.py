@@ -10,8 +10,8 @@ from nas.cli import main
 from nas.errors import NasError
 from nas.genotype import random_genotype
 from nas.tasks.engine import (
+    ModelSpec,
     TaskConfig,
-    TaskSpec,
     init_backbone_from,
     load_task_model,
     task_backbone,
@@ -122,7 +122,7 @@ def test_transfer_from_classification_run(tmp_path):
     classification = train("DARTS_V2", "digits", config=cls_config, out=tmp_path / "cls", progress=False)
     source = torch.load(classification.run / "checkpoints" / "last.pt", weights_only=True)["model"]
 
-    spec = TaskSpec.create("segmentation", "fcn", num_classes=4, genotype="DARTS_V2", image_size=SIZE,
+    spec = ModelSpec.create(task="segmentation", head="fcn", num_classes=4, genotype="DARTS_V2", image_size=SIZE,
                            init_channels=4)
     model = spec.build()
     transfer = init_backbone_from(model, spec, classification.run)
@@ -138,11 +138,11 @@ def test_transfer_from_classification_run(tmp_path):
     assert result.transfer is not None and len(result.transfer.loaded) == len(transfer.loaded)
     assert json.loads((result.run / "config.json").read_text())["transfer"]["loaded"] == len(transfer.loaded)
 
-    wide = TaskSpec.create("segmentation", "fcn", num_classes=4, genotype="DARTS_V2", image_size=SIZE,
+    wide = ModelSpec.create(task="segmentation", head="fcn", num_classes=4, genotype="DARTS_V2", image_size=SIZE,
                            init_channels=6)
     with pytest.raises(NasError, match="no backbone tensor"):
         init_backbone_from(wide.build(), wide, classification.run)
-    other = TaskSpec.create("segmentation", "fcn", num_classes=4, genotype="PC_DARTS", image_size=SIZE,
+    other = ModelSpec.create(task="segmentation", head="fcn", num_classes=4, genotype="PC_DARTS", image_size=SIZE,
                             init_channels=4)
     with pytest.raises(NasError, match="another genotype"):
         init_backbone_from(other.build(), other, classification.run)
@@ -162,7 +162,7 @@ def test_every_detector_and_head_trains_and_infers_on_each_space(space):
     for task, heads in (("detection", ("fasterrcnn", "retinanet", "fcos")), ("segmentation", ("fcn", "deeplabv3", "unet"))):
         for head in heads:
             torch.manual_seed(0)
-            model = TaskSpec.create(task, head, num_classes=4, genotype=genotype, image_size=SIZE, init_channels=4,
+            model = ModelSpec.create(task=task, head=head, num_classes=4, genotype=genotype, image_size=SIZE, init_channels=4,
                                     cells_per_stage=1).build()
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
             model.train()
@@ -183,7 +183,7 @@ def test_every_detector_and_head_trains_and_infers_on_each_space(space):
 
 
 def test_segmenter_export_of_torchvision_backbone_and_format_errors(tmp_path):
-    spec = TaskSpec.create("segmentation", "deeplabv3", num_classes=3, backbone="resnet18", image_size=SIZE)
+    spec = ModelSpec.create(task="segmentation", head="deeplabv3", num_classes=3, backbone="resnet18", image_size=SIZE)
     torch.manual_seed(0)
     paths = export_task_model(spec.build(), spec, "source,torchscript", tmp_path / "export")
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())

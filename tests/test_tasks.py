@@ -13,11 +13,22 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nas.errors import NasError
 from nas.builders.detection import BackboneFPN, build_detector, torchvision_backbone
 from nas.builders.segmentation import build_segmenter
-from nas.data.tasks import CocoDetection, MaskFolderSegmentation, ShapesDataset, collate_detection
-from nas.train.metrics import ConfusionMatrix, coco_map, evaluate_detector, evaluate_segmenter, segmentation_metrics
+from nas.data.tasks import (
+    CocoDetection,
+    MaskFolderSegmentation,
+    ShapesDataset,
+    collate_detection,
+)
+from nas.errors import NasError
+from nas.train.metrics import (
+    ConfusionMatrix,
+    coco_map,
+    evaluate_detector,
+    evaluate_segmenter,
+    segmentation_metrics,
+)
 
 SIZE = 64
 

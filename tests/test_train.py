@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.builders import ModelSpec
 from nas.cli import build_parser, main
 from nas.cli.cmd_train import TRAIN_OPTIONS, train_config_from_args
 from nas.errors import NasError
 from nas.export import TOLERANCE, import_source
 from nas.genotype import get_reference
-from nas.builders import ModelSpec
 from nas.train import TrainConfig, load_checkpoint, load_model, recipe, train
 
 # Tiny but complete: auxiliary head, drop-path, Cutout, gradient clipping and the cosine

@@ -19,7 +19,12 @@ from typing import Any
 
 from torch import nn
 
-from nas.builders.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_detector, torchvision_backbone
+from nas.builders.detection import (
+    DETECTOR_KINDS,
+    TORCHVISION_BACKBONES,
+    build_detector,
+    torchvision_backbone,
+)
 from nas.builders.networks import build_backbone, build_classifier
 from nas.builders.segmentation import SEGMENTER_KINDS, build_segmenter
 from nas.errors import NasError

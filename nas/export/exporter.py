@@ -21,10 +21,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nas.builders.spec import ModelSpec
+from nas.checkpoint import load_model
 from nas.errors import NasError
 from nas.export import source as source_export
-from nas.checkpoint import load_model
-from nas.builders.spec import ModelSpec
 
 FORMATS = ("source", "pt2", "torchscript", "onnx")
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)

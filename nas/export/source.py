@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.builders.spec import ModelSpec
 from nas.errors import NasError
 from nas.export import standalone
-from nas.builders.spec import ModelSpec
 
 TEMPLATE = Path(standalone.__file__)
 ARCH_LINE = "ARCH: dict[str, Any] = {}"

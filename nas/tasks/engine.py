@@ -35,17 +35,21 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from nas.builders import build_backbone
-from nas.errors import NasError
-from nas.genotype import Genotype, resolve_genotype
-from nas.run import Run, resolve_device, seed_everything
-from nas.space import SearchSpace, load_space, space_from_dict
-from nas.data.tasks import CocoDetection, MaskFolderSegmentation, ShapesDataset, collate_detection
-from nas.builders.detection import DETECTOR_KINDS, TORCHVISION_BACKBONES, build_detector, torchvision_backbone
-from nas.train.metrics import evaluate_detector, evaluate_segmenter
-from nas.builders.segmentation import SEGMENTER_KINDS, build_segmenter
+from nas.builders import ModelSpec
+from nas.builders.spec import check_head
 from nas.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nas.data.tasks import (
+    CocoDetection,
+    MaskFolderSegmentation,
+    ShapesDataset,
+    collate_detection,
+)
+from nas.errors import NasError
+from nas.genotype import Genotype
+from nas.run import Run, resolve_device, seed_everything
+from nas.space import SearchSpace
 from nas.train.config import settings_from_dict
+from nas.train.metrics import evaluate_detector, evaluate_segmenter
 
 Report = Callable[[int, dict[str, Any]], None]
 
@@ -54,27 +58,11 @@ RUN_KINDS = {"detection": "detect", "segmentation": "segment"}
 DATASETS = {"detection": ("shapes", "coco"), "segmentation": ("shapes", "voc")}
 OBJECTIVES = {"detection": "map", "segmentation": "miou"}
 EXPORT_FORMATS = {"detection": ("source", "torchscript"), "segmentation": ("source", "pt2", "torchscript", "onnx")}
-GENOTYPE_BACKBONE = "genotype"
 # Scenes of the embedded shapes data: the training and validation images are fixed properties
 # of the benchmark (not of the run's seed), and never overlap.
 SHAPES_TRAIN_SEED, SHAPES_VAL_SEED = 0, 1
 SPLIT_SEED = 0  # held-out validation images of COCO / mask folders
-TASK_CHECKPOINT_KEY = "task_spec"
-# Faster R-CNN's own proposal and sampling counts are sized for 800-pixel COCO images; these
-# keep a CPU step on small images to about the cost of RetinaNet and FCOS.
-FASTER_RCNN_SMALL = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
-                     "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100,
-                     "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128}
-
-
-def check_head(task: str, head: str) -> None:
-    """Raise :class:`NasError` unless ``head`` is a detector kind / segmentation head of ``task``."""
-    if task not in TASKS:
-        raise NasError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    kinds = DETECTOR_KINDS if task == "detection" else SEGMENTER_KINDS
-    if head not in kinds:
-        what = "detector" if task == "detection" else "segmentation head"
-        raise NasError(f"unknown {what} {head!r}; choose one of {', '.join(kinds)}")
+TASK_CHECKPOINT_KEY = "spec"  # the same key as classification checkpoints
 
 
 # -- settings --------------------------------------------------------------------------------------
@@ -137,118 +125,6 @@ class TaskConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
         return settings_from_dict(cls, data, "task")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """Everything that builds a detector or segmenter again, as plain data.
-
-    ``backbone`` is ``"genotype"`` (cells or blocks of ``genotype`` in ``space``, see
-    :func:`nas.builders.build_backbone`) or a torchvision baseline (``"resnet18"``,
-    ``"mobilenet_v3_large"``). ``head`` is the detector kind or segmentation head.
-    ``options`` are extra keyword arguments of the torchvision detector.
-
-    Example::
-
-        spec = TaskSpec.create("segmentation", "unet", num_classes=4, genotype="DARTS_V2")
-        model = spec.build()
-    """
-
-    task: str
-    head: str
-    num_classes: int
-    image_size: int = 96
-    backbone: str = GENOTYPE_BACKBONE
-    genotype: Genotype | None = None
-    space: SearchSpace | None = None
-    init_channels: int | None = None
-    cells_per_stage: int = 1
-    fpn_channels: int = 64
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def create(cls, task: str, head: str, *, num_classes: int, genotype: Genotype | str | None = None,
-               backbone: str | None = None, space: SearchSpace | str | None = None, image_size: int = 96,
-               init_channels: int | None = 8, cells_per_stage: int = 1, fpn_channels: int = 64,
-               options: dict[str, Any] | None = None) -> TaskSpec:
-        """Check the names and sizes and fill in defaults (Faster R-CNN's small-image counts)."""
-        check_head(task, head)
-        if num_classes < 2:
-            raise NasError(f"num_classes counts the background and must be at least 2, got {num_classes}")
-        if task == "detection" and head == "fcos" and fpn_channels % 32:
-            raise NasError(f"fcos needs fpn_channels divisible by 32 (its GroupNorm), got {fpn_channels}")
-        if fpn_channels < 8:
-            raise NasError(f"fpn_channels must be at least 8, got {fpn_channels}")
-        if cells_per_stage < 1:
-            raise NasError(f"cells_per_stage must be at least 1, got {cells_per_stage}")
-        if init_channels is not None and init_channels < 1:
-            raise NasError(f"init_channels must be a positive integer, got {init_channels}")
-        opts = dict(FASTER_RCNN_SMALL) if task == "detection" and head == "fasterrcnn" else {}
-        opts.update(options or {})
-        if (genotype is None) == (backbone is None or backbone == GENOTYPE_BACKBONE):
-            raise NasError("pass either a genotype (a reference name, genotype.json or run folder) or a "
-                           f"torchvision backbone ({', '.join(TORCHVISION_BACKBONES)}), not both or neither")
-        if genotype is None:
-            if backbone not in TORCHVISION_BACKBONES:
-                raise NasError(f"unknown torchvision backbone {backbone!r}; choose one of "
-                               f"{', '.join(TORCHVISION_BACKBONES)}")
-            return cls(task, head, num_classes, image_size, backbone, None, None, None, cells_per_stage,
-                       fpn_channels, opts)
-        if not isinstance(genotype, Genotype):
-            genotype = resolve_genotype(genotype)
-        space = load_space(space or genotype.space)
-        genotype.validate(space)
-        # a chain's widths come from its space file; only cell spaces scale with init_channels
-        channels = None if space.kind == "chain" else init_channels or int(space.network.get("init_channels", 16))
-        return cls(task, head, num_classes, image_size, GENOTYPE_BACKBONE, genotype, space, channels,
-                   cells_per_stage, fpn_channels, opts)
-
-    def build_backbone(self) -> nn.Module:
-        """A freshly initialised contract backbone (four maps at strides 4..32)."""
-        if self.backbone != GENOTYPE_BACKBONE:
-            return torchvision_backbone(self.backbone)
-        assert self.genotype is not None and self.space is not None  # create() guarantees both
-        return build_backbone(self.genotype, self.space, init_channels=self.init_channels,
-                              cells_per_stage=self.cells_per_stage)
-
-    def build(self) -> nn.Module:
-        """The whole model with fresh weights (drawn from torch's global generator)."""
-        backbone = self.build_backbone()
-        if self.task == "detection":
-            return build_detector(self.head, backbone, self.num_classes, fpn_channels=self.fpn_channels,
-                                  min_size=self.image_size, max_size=self.image_size, **self.options)
-        return build_segmenter(self.head, backbone, self.num_classes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "head": self.head, "num_classes": self.num_classes, "image_size": self.image_size,
-                "backbone": self.backbone, "genotype": self.genotype.to_dict() if self.genotype else None,
-                "space": self.space.to_dict() if self.space else None, "init_channels": self.init_channels,
-                "cells_per_stage": self.cells_per_stage, "fpn_channels": self.fpn_channels,
-                "options": dict(self.options)}
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "task spec") -> TaskSpec:
-        if not isinstance(data, dict) or not {"task", "head", "num_classes", "backbone"} <= set(data):
-            raise NasError(f"{source}: no detection / segmentation model description; "
-                           "it was not written by `nas detect` or `nas segment`")
-        space = genotype = None
-        if data.get("space") is not None:
-            space = space_from_dict(data["space"], source=source)
-            genotype = Genotype.from_dict(data["genotype"], source=source).validate(space)
-        return cls(str(data["task"]), str(data["head"]), int(data["num_classes"]), int(data.get("image_size", 96)),
-                   str(data["backbone"]), genotype, space, data.get("init_channels"),
-                   int(data.get("cells_per_stage", 1)), int(data.get("fpn_channels", 64)),
-                   dict(data.get("options") or {}))
-
-    def describe(self) -> str:
-        if self.backbone != GENOTYPE_BACKBONE:
-            body = f"torchvision {self.backbone} backbone"
-        elif self.space is not None and self.space.kind == "chain":
-            body = f"{self.space.name} chain backbone"
-        else:
-            assert self.space is not None
-            body = f"{self.space.name} cell backbone (C={self.init_channels}, {self.cells_per_stage} cell(s) per stage)"
-        return f"{body} + {self.head}, {self.num_classes} classes, {self.image_size} px"
 
 
 def task_backbone(model: nn.Module) -> nn.Module:
@@ -317,7 +193,7 @@ def backbone_weight_names(space: SearchSpace, *, classifier_layers: int | None, 
             for b_stage, c_stage in zip(backbone, classifier) for b, c in zip(b_stage, c_stage)}
 
 
-def init_backbone_from(model: nn.Module, spec: TaskSpec, source: str | Path) -> Transfer:
+def init_backbone_from(model: nn.Module, spec: ModelSpec, source: str | Path) -> Transfer:
     """Copy the cells of a classification run's network into ``model``'s backbone.
 
     ``source`` is a ``nas train`` run folder or checkpoint of the same genotype and space.
@@ -330,8 +206,8 @@ def init_backbone_from(model: nn.Module, spec: TaskSpec, source: str | Path) -> 
         transfer = init_backbone_from(model, spec, "runs/train-DARTS_V2-...")
         len(transfer.loaded)
     """
-    from nas.checkpoint import load_checkpoint
     from nas.builders.spec import ModelSpec
+    from nas.checkpoint import load_checkpoint
 
     if spec.genotype is None or spec.space is None:
         raise NasError("--init-from copies cells of a genotype; a torchvision backbone has none to receive them")
@@ -438,14 +314,14 @@ class TaskResult:
     run: Path
     metrics: dict[str, Any]
     model: nn.Module
-    spec: TaskSpec
+    spec: ModelSpec
     exports: dict[str, Path] = field(default_factory=dict)
     transfer: Transfer | None = None
 
 
 @dataclass
 class _Plan:
-    spec: TaskSpec
+    spec: ModelSpec
     config: TaskConfig
     data: DataSpec
     train_set: Dataset
@@ -719,7 +595,7 @@ def _plan_new(task: str, head: str, genotype: Genotype | str | None, *, backbone
         if init_channels is None:
             init_channels = classifier.get("init_channels")
     train_set, val_set, classes = load_task_data(task, data, cfg, num_classes=num_classes)
-    spec = TaskSpec.create(task, head, num_classes=classes, genotype=genotype, backbone=backbone, space=space,
+    spec = ModelSpec.create(task=task, head=head, num_classes=classes, genotype=genotype, backbone=backbone, space=space,
                            image_size=cfg.image_size, init_channels=init_channels or 8,
                            cells_per_stage=cells_per_stage, fpn_channels=fpn_channels)
     return _Plan(spec, cfg, data, train_set, val_set, label, None if init_from is None else str(init_from))
@@ -742,7 +618,7 @@ def _plan_resume(path: Path, task: str) -> tuple[Run, _Plan, dict[str, Any] | No
     saved = run.config
     if saved.get("kind") != RUN_KINDS[task]:
         raise NasError(f"{path} is a {saved.get('kind')!r} run, not a `nas {RUN_KINDS[task]}` run; pass one of those")
-    spec = TaskSpec.from_dict(saved["model"], source=str(path / "config.json"))
+    spec = ModelSpec.from_dict(saved["model"], source=str(path / "config.json"))
     cfg = TaskConfig.from_dict(saved["train"])
     data = DataSpec(**saved["data"])
     state = None
@@ -772,10 +648,10 @@ def load_task_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_task_model(path: str | Path) -> tuple[nn.Module, TaskSpec, dict[str, Any]]:
+def load_task_model(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
     """``(model in eval mode, spec, checkpoint)`` of a task checkpoint file."""
     state = load_task_checkpoint(path)
-    spec = TaskSpec.from_dict(state[TASK_CHECKPOINT_KEY], source=str(path))
+    spec = ModelSpec.from_dict(state[TASK_CHECKPOINT_KEY], source=str(path))
     model = spec.build()
     model.load_state_dict(state["model"])
     return model.eval(), spec, state
@@ -801,7 +677,7 @@ def _finish(run: Run, plan: _Plan, model: nn.Module, records: list[dict[str, Any
 
 # -- measuring -------------------------------------------------------------------------------------
 @torch.no_grad()
-def measure_task_model(model: nn.Module, spec: TaskSpec, *, latency: bool = True, repeats: int = 10
+def measure_task_model(model: nn.Module, spec: ModelSpec, *, latency: bool = True, repeats: int = 10
                        ) -> dict[str, Any]:
     """Parameters, MACs and (optionally) median latency of one ``image_size`` image, eval mode.
 

@@ -39,17 +39,16 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from nas.errors import NasError
-from nas.export import TOLERANCE
-from nas.export import export as export_tensor_model
-from nas.export import import_source, standalone
 from nas.builders import segmentation
+from nas.errors import NasError
+from nas.export import TOLERANCE, import_source, standalone
+from nas.export import export as export_tensor_model
 from nas.tasks.engine import (
     EXPORT_FORMATS,
     GENOTYPE_BACKBONE,
     SHAPES_VAL_SEED,
+    ModelSpec,
     TaskConfig,
-    TaskSpec,
     load_task_model,
     task_backbone,
 )
@@ -84,7 +83,7 @@ def parse_task_formats(formats: str | Sequence[str], task: str) -> tuple[str, ..
     return tuple(dict.fromkeys(parsed))
 
 
-def example_images(spec: TaskSpec, count: int = 2) -> list[Tensor]:
+def example_images(spec: ModelSpec, count: int = 2) -> list[Tensor]:
     """Validation scenes of the shapes data at the model's size: inputs on which a trained
     detector actually detects something, so the comparison covers boxes and scores."""
     from nas.data.tasks import ShapesDataset
@@ -93,7 +92,7 @@ def example_images(spec: TaskSpec, count: int = 2) -> list[Tensor]:
     return [data[i][0] for i in range(count)]
 
 
-def export_task_model(model: nn.Module, spec: TaskSpec, formats: str | Sequence[str], out_dir: str | Path, *,
+def export_task_model(model: nn.Module, spec: ModelSpec, formats: str | Sequence[str], out_dir: str | Path, *,
                       name: str = "") -> dict[str, Path]:
     """Write ``model`` in each of ``formats`` to ``out_dir``, check each file; returns ``{format: main file}``.
 
@@ -199,7 +198,7 @@ def _detection_difference(model: nn.Module, run: Callable[[list[Tensor]], list[d
     return worst
 
 
-def _record(out: Path, spec: TaskSpec, fmt: str, files: list[Path], diff: float, started: float, verified: str,
+def _record(out: Path, spec: ModelSpec, fmt: str, files: list[Path], diff: float, started: float, verified: str,
             shape: list[int]) -> None:
     """Add one format to ``manifest.json`` (the layout of :mod:`nas.export`), keeping the others."""
     path = out / MANIFEST
@@ -259,7 +258,7 @@ def is_task_run(path: str | Path) -> bool:
 
 
 # -- the source format -----------------------------------------------------------------------------
-def needs_torchvision(spec: TaskSpec) -> bool:
+def needs_torchvision(spec: ModelSpec) -> bool:
     from nas.export.source import TORCHVISION_OPS
 
     if spec.task == "detection" or spec.head != "unet" or spec.backbone != GENOTYPE_BACKBONE:
@@ -272,7 +271,7 @@ def needs_torchvision(spec: TaskSpec) -> bool:
     return bool(ops & set(TORCHVISION_OPS))
 
 
-def task_architecture(model: nn.Module, spec: TaskSpec) -> dict[str, Any]:
+def task_architecture(model: nn.Module, spec: ModelSpec) -> dict[str, Any]:
     """The plain-data description the exported ``model.py`` builds from, read off ``model``."""
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
@@ -316,7 +315,7 @@ def task_architecture(model: nn.Module, spec: TaskSpec) -> dict[str, Any]:
     return arch
 
 
-def task_source_text(model: nn.Module, spec: TaskSpec, *, title: str = "") -> str:
+def task_source_text(model: nn.Module, spec: ModelSpec, *, title: str = "") -> str:
     """The exported ``model.py``: docstring, the template's ops and cells, then the task wiring."""
     template = Path(standalone.__file__).read_text()
     tree = ast.parse(template)
@@ -343,7 +342,7 @@ def _first_definition(pieces: list[str]) -> int:
     return next(i for i, p in enumerate(pieces) if not p.startswith(("import ", "from ")))
 
 
-def _docstring(spec: TaskSpec, title: str) -> str:
+def _docstring(spec: ModelSpec, title: str) -> str:
     vision = needs_torchvision(spec)
     needs = ("PyTorch and torchvision (the detector, FCN / DeepLabV3 heads, baseline backbones and deformable "
              "convs live there)" if vision else "only PyTorch")
@@ -368,7 +367,7 @@ def _docstring(spec: TaskSpec, title: str) -> str:
             '"""\n')
 
 
-def write_task_source(model: nn.Module, spec: TaskSpec, out_dir: Path, *, title: str = "") -> list[Path]:
+def write_task_source(model: nn.Module, spec: ModelSpec, out_dir: Path, *, title: str = "") -> list[Path]:
     """Write ``model.py``, ``model.safetensors`` and ``model_state_dict.pt``; returns their paths."""
     from safetensors.torch import save_file
 

@@ -23,6 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from nas.builders.spec import ModelSpec
+from nas.checkpoint import (
+    copy_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from nas.data import get_dataset
 from nas.data.base import TensorImageDataset, stratified_split
 from nas.errors import NasError
@@ -30,10 +38,8 @@ from nas.genotype import Genotype, resolve_genotype
 from nas.measure import measure
 from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space
-from nas.checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nas.train.config import TrainConfig, dataset_key, recipe
 from nas.train.curves import plot_curves
-from nas.builders.spec import ModelSpec
 
 Report = Callable[[int, dict[str, Any]], None]
 SUBSET_SEED = 0  # data subsets are a property of the benchmark, not of the run: every seed sees the same images
