@@ -43,15 +43,8 @@ from nas.builders import segmentation
 from nas.errors import NasError
 from nas.export import TOLERANCE, import_source, standalone
 from nas.export import export as export_tensor_model
-from nas.tasks.engine import (
-    EXPORT_FORMATS,
-    GENOTYPE_BACKBONE,
-    SHAPES_VAL_SEED,
-    ModelSpec,
-    TaskConfig,
-    load_task_model,
-    task_backbone,
-)
+from nas.builders.spec import GENOTYPE_BACKBONE, ModelSpec
+from nas.tasks.engine import EXPORT_FORMATS, SHAPES_VAL_SEED, TaskConfig, load_task_model, task_backbone
 
 MANIFEST = "manifest.json"
 SOURCE_FILE, SAFETENSORS_FILE, STATE_DICT_FILE = "model.py", "model.safetensors", "model_state_dict.pt"
