@@ -196,7 +196,7 @@ class TaskSpec:
                        fpn_channels, opts)
         if not isinstance(genotype, Genotype):
             genotype = resolve_genotype(genotype)
-        space = load_space(space or genotype.space)
+        space = load_space(space or genotype)
         genotype.validate(space)
         # a chain's widths come from its space file; only cell spaces scale with init_channels
         channels = None if space.kind == "chain" else init_channels or int(space.network.get("init_channels", 16))
