@@ -160,6 +160,7 @@ def test_genotype_of_a_user_space_carries_its_definition(tmp_path):
     genotype, path = user_genotype_file(tmp_path)
     loaded = Genotype.load(path)
     assert loaded == genotype and loaded.space_definition is not None
+    assert "space_definition" not in str(loaded) and "conv_3x3" in str(loaded)  # logs stay one short line
     assert loaded.space_definition.to_dict() == genotype.space_definition.to_dict()
     assert load_space(loaded).ops == ("skip_connect", "conv_3x3", "max_pool_3x3")
     with pytest.raises(NasError, match="unknown search space 'tiny'"):
@@ -209,3 +210,22 @@ def test_nas_train_needs_no_space_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "genotype.json").read_text())["space_definition"]["name"] == "tiny"
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_every_maker_of_genotypes_attaches_a_user_space(tmp_path):
+    import torch
+
+    from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype
+    from nas.strategies.oneshot.derive import derive_genotype
+    from nas.strategies.oneshot.supernet import edges_per_cell
+
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(USER_SPACE)
+    space = load_space(str(space_file))
+    sampled = random_genotype(space, seed=0)
+    derived = derive_genotype(space, {t: torch.rand(edges_per_cell(space), len(space.ops)) for t in space.cell_types})
+    decided = params_to_genotype(genotype_to_params(sampled, space), space)
+    for genotype in (sampled, mutate(sampled, space, seed=1), derived, decided, sampled.prune(space)):
+        assert genotype.space_definition is not None and genotype.space_definition.to_dict() == space.to_dict()
+    shipped = load_space("nb201")
+    assert params_to_genotype(genotype_to_params(random_genotype(shipped, seed=0), shipped), shipped).space_definition is None

@@ -192,7 +192,10 @@ class Genotype:
         return max(0, nx.dag_longest_path_length(g) - 1)
 
     def __str__(self) -> str:
-        return self.to_json(indent=None)
+        """The architecture on one line (the space by name only)."""
+        data = self.to_dict()
+        data.pop("space_definition", None)
+        return json.dumps(data)
 
 
 def _infer_inputs(c: CellGenotype) -> int:
