@@ -29,7 +29,7 @@ from nas.ops import has_op
 
 # The folder of the shipped space files, inside the installed package.
 SPACES_DIR = Path(str(importlib.resources.files("nas") / "searchspaces"))
-FORMAT_HINT = "see `nas spaces` and the README's 'Search spaces' section for the format"
+FORMAT_HINT = f"see {SPACES_DIR / 'darts.yaml'} for the format"
 
 
 @dataclass(frozen=True)
