@@ -62,7 +62,7 @@ def _draw_chain(ax, genotype: Genotype, space: SearchSpace) -> None:
 def plot_genotype(genotype: Genotype, path: str | Path, space: SearchSpace | str | None = None,
                   title: str | None = None) -> Path:
     """Draw every cell of ``genotype`` (or its block chain) into one PNG file."""
-    space = load_space(space or genotype.space)
+    space = load_space(space or genotype)
     path = Path(path)
     if space.kind == "chain":
         fig, ax = plt.subplots(figsize=(4.5, 0.35 * sum(len(s) for s in genotype.stages) + 1.2))

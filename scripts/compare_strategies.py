@@ -5,6 +5,8 @@ Optuna study, maximising the 12-epoch validation accuracy. A search reports the 
 accuracy of the cell with the best validation accuracy it evaluated; the table gives mean ± std
 over seeds, next to the best test accuracy in the benchmark and the test accuracy of the cell
 with the best validation accuracy (what a perfect search on this signal reports).
+Accuracies are fractions in the JSON and the plot (as the evaluator reports them), percent in
+the Markdown table.
 
     python scripts/compare_strategies.py --seeds 100 --trials 100 --workers 2
 
@@ -97,7 +99,7 @@ def write_markdown(path: Path, summary: dict[str, Any], args: argparse.Namespace
         "random first population). In-memory Optuna studies. The standard error of a mean is the std divided "
         f"by {math.sqrt(args.seeds):.0f}. Per seed, evolution's first population is the same {args.population} "
         "cells random search starts with (both use `RandomSampler(seed)`), so the two differ only in what "
-        "follows.",
+        "follows. Accuracies in percent here; `nb201_strategy_comparison.json` stores them as fractions.",
         "",
         "| data set | " + " | ".join(strategies) + " | best test acc in the table | test acc of the best-val cell |",
         "|---|" + "---|" * (len(strategies) + 2),
@@ -106,11 +108,11 @@ def write_markdown(path: Path, summary: dict[str, Any], args: argparse.Namespace
         cells = []
         for strategy in strategies:
             s = entry["strategies"][strategy]
-            cells.append(f"{s['test_acc_mean']:.2f} ± {s['test_acc_std']:.2f} "
-                         f"({s[f'test_acc_mean_at_{half}']:.2f} ± {s[f'test_acc_std_at_{half}']:.2f})")
+            cells.append(f"{percent(s['test_acc_mean'])} ± {percent(s['test_acc_std'])} "
+                         f"({percent(s[f'test_acc_mean_at_{half}'])} ± {percent(s[f'test_acc_std_at_{half}'])})")
         opt = entry["optimum"]
         lines.append(f"| {LABELS[dataset]} | " + " | ".join(cells)
-                     + f" | {opt['best_test_acc']:.2f} | {opt['test_acc_of_best_val']:.2f} |")
+                     + f" | {percent(opt['best_test_acc'])} | {percent(opt['test_acc_of_best_val'])} |")
     lines += ["", "Also per search (mean over seeds): distinct cells among the evaluated ones, and how many "
               "searches found the cell with the best validation accuracy of the whole table:", "",
               "| data set | strategy | distinct cells | found the best-val cell | seconds per search |",
@@ -125,6 +127,10 @@ def write_markdown(path: Path, summary: dict[str, Any], args: argparse.Namespace
               "2-core machine). Tables: ../shared/data/nas-bench-201 (see its README for sources). "
               "Best-so-far curves: `nb201_strategy_comparison.png`.", ""]
     path.write_text("\n".join(lines))
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
 
 
 def plot(path: Path, summary: dict[str, Any], strategies: tuple[str, ...], trials: int) -> None:
@@ -145,10 +151,10 @@ def plot(path: Path, summary: dict[str, Any], strategies: tuple[str, ...], trial
         ax.axhline(entry["optimum"]["test_acc_of_best_val"], color="gray", linestyle="--", linewidth=1,
                    label="best-val cell")
         low = min(min(entry["strategies"][s]["curve_mean"][min(9, trials - 1):]) for s in strategies)
-        ax.set_ylim(low - 2, entry["optimum"]["best_test_acc"] + 0.5)
+        ax.set_ylim(low - 0.02, entry["optimum"]["best_test_acc"] + 0.005)
         ax.set_title(LABELS[dataset])
         ax.set_xlabel("cells evaluated")
-        ax.set_ylabel("test acc of the best-val cell so far (%)\nmean ± std over seeds")
+        ax.set_ylabel("test accuracy of the best-val cell so far\nmean ± std over seeds")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
     fig.tight_layout()

@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     found = table.record(result.genotype)
     optimum = table.optimum()
-    print(f"found {found.arch}: 200-epoch test accuracy {found.test_acc:.2f} "
-          f"(table best {optimum['best_test_acc']:.2f}, median {table.median():.2f}, "
-          f"best by 12-epoch validation {optimum['test_acc_of_best_val']:.2f})")
+    print(f"found {found.arch}: 200-epoch test accuracy {found.test_acc:.2%} "
+          f"(table best {optimum['best_test_acc']:.2%}, median {table.median():.2%}, "
+          f"best by 12-epoch validation {optimum['test_acc_of_best_val']:.2%})")
     return 0
 
 

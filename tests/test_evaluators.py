@@ -48,13 +48,14 @@ def test_table_lookup_on_fake_tables(tmp_path: Path) -> None:
     root = fake_tables(tmp_path / "nb201")
     table = NB201TableEvaluator(root, dataset="cifar100")
     metrics = table.evaluate(from_nb201_string(ARCHES[1]))
-    assert metrics == {"val_acc": 41.0, "test_acc": 61.0, "test_acc_12": 51.0, "params": 600_000, "index": 1,
+    # the tables hold percent; the evaluator reports fractions, as the training evaluator does
+    assert metrics == {"val_acc": 0.41, "test_acc": 0.61, "test_acc_12": 0.51, "params": 600_000, "index": 1,
                        "arch": ARCHES[1]}
     imagenet = NB201TableEvaluator(root, dataset="ImageNet16-120")
     assert imagenet.optimum()["best_val_arch"] == ARCHES[0]  # val falls with the index there
     assert imagenet.optimum()["best_test_arch"] == ARCHES[2]
     again = evaluator_from_config(table.config())
-    assert again.config() == table.config() and again.evaluate(from_nb201_string(ARCHES[0]))["val_acc"] == 40.0
+    assert again.config() == table.config() and again.evaluate(from_nb201_string(ARCHES[0]))["val_acc"] == 0.40
 
 
 def test_table_errors_name_the_problem(tmp_path: Path) -> None:
@@ -81,11 +82,11 @@ def test_real_tables_cover_the_whole_space() -> None:
         assert len(table.table) == 15625
         # every key is the canonical arch string of its cell, so lookups by genotype hit
         assert all(to_nb201_string(from_nb201_string(arch)) == arch for arch in list(table.table)[::97])
-        assert all(0 < r.val_acc < 100 and 0 < r.test_acc < 100 for r in table.table.values())
+        assert all(0 < r.val_acc < 1 and 0 < r.test_acc < 1 for r in table.table.values())
     # the README's published optima
-    assert round(NB201TableEvaluator(root, "cifar10").optimum()["best_test_acc"], 2) == 94.37
-    assert round(NB201TableEvaluator(root, "cifar100").optimum()["best_test_acc"], 2) == 73.51
-    assert round(NB201TableEvaluator(root, "imagenet16-120").optimum()["best_test_acc"], 2) == 47.31
+    assert round(NB201TableEvaluator(root, "cifar10").optimum()["best_test_acc"], 4) == 0.9437
+    assert round(NB201TableEvaluator(root, "cifar100").optimum()["best_test_acc"], 4) == 0.7351
+    assert round(NB201TableEvaluator(root, "imagenet16-120").optimum()["best_test_acc"], 4) == 0.4731
 
 
 def test_real_table_params_match_the_built_network() -> None:

@@ -135,3 +135,97 @@ def test_bad_genotype_files(tmp_path):
         resolve_genotype("NOPE")
     with pytest.raises(NasError, match="not a NAS-Bench-201 arch string"):
         from_nb201_string("|conv~0|+|")
+
+
+USER_SPACE = ("name: tiny\nkind: cell\nops: [skip_connect, conv_3x3, max_pool_3x3]\n"
+              "cell: {inputs: 2, nodes: 2, edges_per_node: 2, output: concat, types: [normal, reduction]}\n"
+              "network: {init_channels: 4, layers: 3}\n")
+
+
+def user_genotype_file(tmp_path) -> tuple[Genotype, "Path"]:
+    """A genotype of a user's space saved to genotype.json, with the space file deleted."""
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(USER_SPACE)
+    genotype = random_genotype(str(space_file), seed=3)
+    path = genotype.save(tmp_path / "genotype.json")
+    space_file.unlink()
+    return genotype, path
+
+
+def test_genotype_of_a_user_space_carries_its_definition(tmp_path):
+    import torch
+
+    from nas.builders import build_backbone, build_classifier
+
+    genotype, path = user_genotype_file(tmp_path)
+    loaded = Genotype.load(path)
+    assert loaded == genotype and loaded.space_definition is not None
+    assert "space_definition" not in str(loaded) and "conv_3x3" in str(loaded)  # logs stay one short line
+    assert loaded.space_definition.to_dict() == genotype.space_definition.to_dict()
+    assert load_space(loaded).ops == ("skip_connect", "conv_3x3", "max_pool_3x3")
+    with pytest.raises(NasError, match="unknown search space 'tiny'"):
+        load_space(loaded.space)  # the name alone is not enough: the file is gone
+    net = build_classifier(loaded, num_classes=3).eval()
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+    features = build_backbone(loaded, init_channels=4).eval()(torch.randn(1, 3, 32, 32))
+    assert [f.shape[-1] for f in features.values()] == [8, 4, 2, 1]
+    # mutation and pruning keep the definition
+    assert mutate(loaded, load_space(loaded), seed=0).space_definition is not None
+    assert loaded.prune(load_space(loaded)).space_definition is not None
+
+
+def test_shipped_space_genotypes_stay_short(tmp_path):
+    genotype = random_genotype("darts", seed=0)
+    assert genotype.space_definition is None and set(genotype.to_dict()) == {"space", "cells"}
+    # a user file named like a shipped space but with other ops is not the shipped space
+    space_file = tmp_path / "darts.yaml"
+    space_file.write_text(USER_SPACE.replace("name: tiny", "name: darts"))
+    assert random_genotype(str(space_file), seed=0).space_definition is not None
+
+
+def test_embedded_definition_is_validated(tmp_path):
+    genotype, path = user_genotype_file(tmp_path)
+    data = genotype.to_dict()
+    data["space_definition"]["ops"] = ["conv_9x9"]
+    with pytest.raises(NasError, match="unknown op 'conv_9x9'"):
+        Genotype.from_dict(data, "g.json")
+    data = genotype.to_dict()
+    data["space"] = "other"
+    with pytest.raises(NasError, match="names space 'other' but embeds space 'tiny'"):
+        Genotype.from_dict(data, "g.json")
+
+
+def test_nas_train_needs_no_space_file(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    _, path = user_genotype_file(tmp_path)
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "nas", "train", "--genotype", str(path), "--epochs", "1",
+                             "--init-channels", "4", "--layers", "3", "--image-size", "16", "--train-subset", "32",
+                             "--val-subset", "16", "--batch-size", "16", "--max-train-batches", "1",
+                             "--export-formats", "source", "--out", str(run), "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "genotype.json").read_text())["space_definition"]["name"] == "tiny"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_every_maker_of_genotypes_attaches_a_user_space(tmp_path):
+    import torch
+
+    from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype
+    from nas.strategies.oneshot.derive import derive_genotype
+    from nas.strategies.oneshot.supernet import edges_per_cell
+
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(USER_SPACE)
+    space = load_space(str(space_file))
+    sampled = random_genotype(space, seed=0)
+    derived = derive_genotype(space, {t: torch.rand(edges_per_cell(space), len(space.ops)) for t in space.cell_types})
+    decided = params_to_genotype(genotype_to_params(sampled, space), space)
+    for genotype in (sampled, mutate(sampled, space, seed=1), derived, decided, sampled.prune(space)):
+        assert genotype.space_definition is not None and genotype.space_definition.to_dict() == space.to_dict()
+    shipped = load_space("nb201")
+    assert params_to_genotype(genotype_to_params(random_genotype(shipped, seed=0), shipped), shipped).space_definition is None

@@ -65,3 +65,77 @@ def test_unknown_space_and_missing_file():
         load_space("nope")
     with pytest.raises(NasError, match="not found"):
         load_space("/no/such/space.yaml")
+
+
+def test_shipped_spaces_are_package_data():
+    import importlib.resources
+
+    from nas.space import SPACES_DIR
+
+    package_files = importlib.resources.files("nas") / "searchspaces"
+    assert SPACES_DIR.is_dir() and SPACES_DIR.samefile(str(package_files))
+    assert sorted(p.name for p in SPACES_DIR.glob("*.yaml")) == [f"{n}.yaml" for n in available_spaces()]
+    for name in available_spaces():
+        assert load_space(name).source == str(SPACES_DIR / f"{name}.yaml")
+
+
+def test_spaces_load_from_any_folder(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", "from nas.space import load_space; print(load_space('darts').name)"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "darts", result.stderr
+
+
+@pytest.mark.slow
+def test_wheel_contains_the_space_files(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    import shutil
+
+    pytest.importorskip("setuptools", reason="building without isolation needs setuptools in this environment")
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(repo / "nas", source / "nas", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=600)
+    wheel, = (tmp_path / "dist").glob("nas-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"nas/searchspaces/{n}.yaml" for n in ("darts", "lecture", "nb201", "mobile")} <= names
+
+
+def test_space_kinds_are_a_registry(tmp_path):
+    from nas.space import SearchSpace, get_space_kind, register_space_kind, space_kinds
+
+    assert space_kinds()[:2] == ["cell", "chain"]
+    assert get_space_kind("cell").read is not None
+    with pytest.raises(ValueError, match="already registered"):
+        register_space_kind("cell", read=lambda d, s: None, write=lambda s: {})
+    with pytest.raises(NasError, match="unknown space kind 'tree'"):
+        get_space_kind("tree")
+
+
+def test_a_registered_space_kind_reads_and_writes_its_files(tmp_path, monkeypatch):
+    import nas.space
+
+    monkeypatch.setattr(nas.space, "_KINDS", dict(nas.space._KINDS))  # the registration ends with the test
+
+    def read(data, source):
+        ops = tuple(nas.space.need(data, "ops", source))
+        return nas.space.SearchSpace(name=data["name"], kind="single", ops=ops, cell_types=(),
+                                     network=dict(data.get("network") or {}), source=source)
+
+    nas.space.register_space_kind("single", read=read, write=lambda space: {"ops": list(space.ops)})
+    path = tmp_path / "single.yaml"
+    path.write_text("name: one\nkind: single\nops: [conv_3x3]\n")
+    space = load_space(str(path))
+    assert space.kind == "single" and space.ops == ("conv_3x3",)
+    assert nas.space.space_from_dict(space.to_dict()).ops == space.ops
+    with pytest.raises(NasError, match="missing key 'ops'"):
+        nas.space.space_from_dict({"name": "x", "kind": "single"})

@@ -143,7 +143,7 @@ def build_classifier(genotype: Genotype, space: SearchSpace | str | None = None,
     >>> net(torch.randn(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    space = load_space(space or genotype.space)
+    space = load_space(space or genotype)
     genotype.validate(space)
     if space.kind == "chain":
         model: nn.Module = ChainClassifier(genotype, space, num_classes=num_classes, in_channels=in_channels)
@@ -203,7 +203,7 @@ def build_backbone(genotype: Genotype, space: SearchSpace | str | None = None, *
     >>> [tuple(f.shape[1:]) for f in bb(torch.randn(1, 3, 64, 64)).values()]
     [(32, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2)]
     """
-    space = load_space(space or genotype.space)
+    space = load_space(space or genotype)
     genotype.validate(space)
     if space.kind == "chain":
         C_stem = int(space.network.get("stem_channels", 32))

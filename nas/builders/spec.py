@@ -220,5 +220,5 @@ class ModelSpec:
 def _resolve(genotype: Genotype | str, space: SearchSpace | str | None) -> tuple[Genotype, SearchSpace]:
     if not isinstance(genotype, Genotype):
         genotype = resolve_genotype(genotype)
-    space = load_space(space or genotype.space)
-    return genotype.validate(space), space
+    space = load_space(space or genotype)
+    return genotype.validate(space).with_space(space), space

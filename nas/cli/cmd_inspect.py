@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser("spaces", help="list the search spaces",
-                       description="List the search spaces in searchspaces/ with their ops.")
+                       description="List the search spaces shipped with nas (nas/searchspaces/) with their ops.")
     p.set_defaults(func=cmd_spaces)
 
     p = sub.add_parser("build", help="build a genotype's network, measure it and draw its cells",
@@ -82,7 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.genotype:
         raise NasError("pass --genotype NAME|FILE (see --list-genotypes)")
     genotype = resolve_genotype(args.genotype)
-    space = load_space(args.space or genotype.space)
+    space = load_space(args.space or genotype)
     genotype.validate(space)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise NasError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")

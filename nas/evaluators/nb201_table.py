@@ -7,10 +7,13 @@ parameter count. A search maximises the cheap 12-epoch validation accuracy (``va
 budgeted NAS does; what a method reports is the 200-epoch test accuracy (``test_acc``) of the
 cell it picks. A whole search runs in seconds.
 
+Accuracies are fractions (0..1), as every evaluator and run folder of nas reports them; the
+tables' percentages are divided by 100 when they are read.
+
 >>> from nas.genotype import get_reference
 >>> table = NB201TableEvaluator("../shared/data/nas-bench-201", dataset="cifar10")  # doctest: +SKIP
 >>> table.evaluate(get_reference("NB201_RESNET"))["test_acc"]  # doctest: +SKIP
-93.91
+0.9391
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ def normalize_nb201_dataset(name: str) -> str:
 
 @dataclass(frozen=True)
 class NB201Record:
-    """One cell's entries in the tables (accuracies in percent, parameters as a count)."""
+    """One cell's entries in the tables (accuracies as fractions, parameters as a count)."""
 
     index: int
     arch: str
@@ -110,7 +113,7 @@ def _read_files(root: Path) -> tuple[list[dict[str, str]], ...]:
 def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: list[dict[str, str]],
                  sizes: list[dict[str, str]]) -> dict[str, NB201Record]:
     prefix, final_column = DATASET_COLUMNS[dataset]
-    final_by_arch = {row["ArchitectureString"]: float(row[final_column]) for row in final}
+    final_by_arch = {row["ArchitectureString"]: _fraction(row[final_column]) for row in final}
     params_by_arch = {row["cellstr"]: round(float(row["params"]) * 1e6) for row in sizes}
     table: dict[str, NB201Record] = {}
     for index, row in enumerate(short):
@@ -118,10 +121,15 @@ def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: l
         if arch not in final_by_arch or arch not in params_by_arch:
             raise NasError(f"{root}: cell {arch} of {TABLE_12_EPOCHS} is missing from {TABLE_200_EPOCHS} "
                            f"or {TABLE_PARAMS}; the three tables must list the same cells")
-        table[arch] = NB201Record(index=index, arch=arch, val_acc=float(row[f"{prefix}-val"]),
-                                  test_acc_12=float(row[f"{prefix}-test"]), test_acc=final_by_arch[arch],
+        table[arch] = NB201Record(index=index, arch=arch, val_acc=_fraction(row[f"{prefix}-val"]),
+                                  test_acc_12=_fraction(row[f"{prefix}-test"]), test_acc=final_by_arch[arch],
                                   params=params_by_arch[arch])
     return table
+
+
+def _fraction(percent: str) -> float:
+    """A table's accuracy in percent as a fraction."""
+    return float(percent) / 100
 
 
 class NB201TableEvaluator(Evaluator):

@@ -4,18 +4,23 @@ between strategies, builders and export.
 A cell genotype lists, for every intermediate node, its incoming edges as ``(op, source)``
 pairs; node ids ``0 .. inputs-1`` are the cell inputs. A chain genotype lists, per stage, the
 op name of every block.
+
+A genotype names its space. A genotype of a user's own space (not one shipped with nas) also
+carries the space's definition, written into ``genotype.json``, so that the file alone
+rebuilds the network: ``load_space(genotype)`` returns that definition, else the shipped
+space of that name.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import networkx as nx
 
 from nas.errors import NasError
-from nas.space import SearchSpace, load_space
+from nas.space import SearchSpace, load_space, space_from_record, space_record
 
 Edge = tuple[str, int]
 
@@ -40,10 +45,19 @@ class Genotype:
     space: str
     cells: tuple[tuple[str, CellGenotype], ...] = ()  # (cell type, cell), in the space's order
     stages: tuple[tuple[str, ...], ...] = ()  # chain spaces: op name per block, per stage
+    # the space itself when it is not a shipped one; not part of the architecture's identity
+    space_definition: SearchSpace | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def from_cells(space: str, **cells: CellGenotype) -> "Genotype":
         return Genotype(space=space, cells=tuple(cells.items()))
+
+    def with_space(self, space: SearchSpace) -> "Genotype":
+        """This genotype carrying ``space``'s definition, unless it is a shipped space (whose name
+        is enough). Whatever makes a genotype from a space calls this."""
+        if space.name != self.space:
+            raise NasError(f"genotype is for space {self.space!r}, not {space.name!r}")
+        return replace(self, space_definition=None if space.shipped else space)
 
     def cell(self, name: str) -> CellGenotype:
         for key, cell in self.cells:
@@ -58,6 +72,8 @@ class Genotype:
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"space": self.space}
+        if self.space_definition is not None:
+            data.update(space_record(self.space_definition))
         if self.cells:
             data["cells"] = {k: c.to_dict() for k, c in self.cells}
         if self.stages:
@@ -82,7 +98,8 @@ class Genotype:
                            '"concat": [2, 3, 4, 5]}, ...}}') from None
         if not isinstance(space, str) or not (cells or stages):
             raise NasError(f"{source}: a genotype needs a 'space' name and 'cells' or 'stages'")
-        return Genotype(space=space, cells=cells, stages=stages)
+        definition = space_from_record(data, source) if data.get("space_definition") is not None else None
+        return Genotype(space=space, cells=cells, stages=stages, space_definition=definition)
 
     @staticmethod
     def from_json(text: str, source: str = "genotype") -> "Genotype":
@@ -166,7 +183,7 @@ class Genotype:
                              for op, src in node_edges)
                 nodes.append(kept)
             cells.append((name, CellGenotype(tuple(nodes), tuple(n for n in c.concat if n in alive) or c.concat)))
-        return Genotype(self.space, tuple(cells), self.stages)
+        return replace(self, cells=tuple(cells))
 
     def depth(self, cell: str, inputs: int | None = None) -> int:
         """Longest input-to-output path of a cell, counted in ops (``none`` edges ignored)."""
@@ -175,7 +192,10 @@ class Genotype:
         return max(0, nx.dag_longest_path_length(g) - 1)
 
     def __str__(self) -> str:
-        return self.to_json(indent=None)
+        """The architecture on one line (the space by name only)."""
+        data = self.to_dict()
+        data.pop("space_definition", None)
+        return json.dumps(data)
 
 
 def _infer_inputs(c: CellGenotype) -> int:

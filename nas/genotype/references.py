@@ -8,6 +8,8 @@ NB201_RESNET: NAS-Bench-201's ResNet-like cell; MOBILENETV2: the chain closest t
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from nas.errors import NasError
 from nas.genotype.core import CellGenotype, Genotype
 from nas.genotype.nb201 import from_nb201_string
@@ -74,8 +76,6 @@ def get_reference(name: str) -> Genotype:
 
 def resolve_genotype(name_or_path: str) -> Genotype:
     """A reference name, a genotype.json path, a run folder or a NAS-Bench-201 arch string."""
-    from pathlib import Path
-
     text = str(name_or_path)
     if text.upper() in REFERENCES:
         return REFERENCES[text.upper()]

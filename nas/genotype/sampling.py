@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from nas.genotype.core import CellGenotype, Genotype
 from nas.space import SearchSpace, load_space
@@ -22,8 +23,8 @@ def random_genotype(space: SearchSpace | str, seed: int | random.Random | None =
     space = load_space(space)
     rng = _rng(seed)
     if space.kind == "chain":
-        return Genotype(space.name, stages=tuple(
-            tuple(rng.choice(space.ops) for _ in range(rng.choice(st.depth))) for st in space.stages))
+        stages = tuple(tuple(rng.choice(space.ops) for _ in range(rng.choice(st.depth))) for st in space.stages)
+        return Genotype(space.name, stages=stages).with_space(space)
     ops = edge_ops(space)
     cells = []
     for cell_type in space.cell_types:
@@ -32,7 +33,7 @@ def random_genotype(space: SearchSpace | str, seed: int | random.Random | None =
             srcs = range(node) if space.dense else sorted(rng.sample(range(node), space.num_edges(node)))
             nodes.append(tuple((rng.choice(ops), src) for src in srcs))
         cells.append((cell_type, CellGenotype(tuple(nodes), space.default_concat())))
-    return Genotype(space.name, tuple(cells))
+    return Genotype(space.name, tuple(cells)).with_space(space)
 
 
 def mutate(genotype: Genotype, space: SearchSpace | str, seed: int | random.Random | None = None) -> Genotype:
@@ -57,7 +58,7 @@ def mutate(genotype: Genotype, space: SearchSpace | str, seed: int | random.Rand
         edges[ei] = (rng.choice([o for o in ops if o != op]), src)
     nodes = cell.nodes[:ni] + (tuple(edges),) + cell.nodes[ni + 1:]
     cells = genotype.cells[:ci] + ((name, CellGenotype(nodes, cell.concat)),) + genotype.cells[ci + 1:]
-    return Genotype(genotype.space, cells, genotype.stages)
+    return replace(genotype, cells=cells).with_space(space)
 
 
 def _mutate_chain(genotype: Genotype, space: SearchSpace, rng: random.Random) -> Genotype:
@@ -70,4 +71,4 @@ def _mutate_chain(genotype: Genotype, space: SearchSpace, rng: random.Random) ->
     else:
         bi = rng.randrange(len(stages[si]))
         stages[si][bi] = rng.choice([o for o in space.ops if o != stages[si][bi]] or space.ops)
-    return Genotype(genotype.space, genotype.cells, tuple(tuple(s) for s in stages))
+    return replace(genotype, stages=tuple(tuple(s) for s in stages)).with_space(space)

@@ -307,7 +307,7 @@ def _plan_new(genotype: Genotype | str | None, dataset: str | None, config: Trai
     label = genotype_label(genotype)
     if not isinstance(genotype, Genotype):
         genotype = resolve_genotype(genotype)
-    space = load_space(space or genotype.space)
+    space = load_space(space or genotype)
     genotype.validate(space)
     cfg = (config or recipe(dataset)).check()
     _amp_dtype(cfg.precision, resolve_device(cfg.device))

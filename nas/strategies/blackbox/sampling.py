@@ -171,7 +171,7 @@ def _decide(space: SearchSpace, choose) -> Genotype:
         for i, stage in enumerate(space.stages):
             depth = choose(f"stage{i}.depth", tuple(stage.depth))
             stages.append(tuple(choose(f"stage{i}.block{b}", tuple(space.ops)) for b in range(depth)))
-        return Genotype(space.name, stages=tuple(stages))
+        return Genotype(space.name, stages=tuple(stages)).with_space(space)
     ops = edge_ops(space)
     cells = []
     for cell_type in space.cell_types:
@@ -185,4 +185,4 @@ def _decide(space: SearchSpace, choose) -> Genotype:
             sources = [int(s) for s in key.split(",")]
             nodes.append(tuple((choose(f"{prefix}.op{slot}", ops), src) for slot, src in enumerate(sources)))
         cells.append((cell_type, CellGenotype(tuple(nodes), space.default_concat())))
-    return Genotype(space.name, tuple(cells))
+    return Genotype(space.name, tuple(cells)).with_space(space)

@@ -51,7 +51,7 @@ def derive_genotype(space: SearchSpace, weights: dict[str, torch.Tensor],
     """
     cells = {t: derive_cell(space, weights[t], None if edge_weights is None else edge_weights[t])
              for t in space.cell_types}
-    return Genotype.from_cells(space.name, **cells).validate(space)
+    return Genotype.from_cells(space.name, **cells).validate(space).with_space(space)
 
 
 def short_op(op: str) -> str:
