@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
-from nas.evaluators.base import Evaluator, Report
+from nas.evaluators.base import Evaluator, Report, register_evaluator
 from nas.genotype import Genotype, from_nb201_string, to_nb201_string
 
 TABLE_12_EPOCHS = "nb201_12epoch_val_test.csv"
@@ -124,6 +124,7 @@ def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: l
     return table
 
 
+@register_evaluator("nb201")
 class NB201TableEvaluator(Evaluator):
     """Scores ``nb201`` genotypes from the NAS-Bench-201 tables.
 
