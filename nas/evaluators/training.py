@@ -98,7 +98,7 @@ class TrainingEvaluator(Evaluator):
         if unknown:
             raise NasError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         self.train_settings = dict(train_settings)
-        overrides = {"epochs": epochs or (3 if task == "classification" else 2), "batch_size": batch_size,
+        overrides = {"epochs": (3 if task == "classification" else 2) if epochs is None else epochs, "batch_size": batch_size,
                      "init_channels": init_channels, "layers": layers, "device": device, "seed": seed,
                      "val_fraction": val_fraction, **train_settings}
         # a search trains hundreds of networks: no export beyond a classifier's standalone source
