@@ -232,3 +232,14 @@ def test_validation_can_be_held_out_of_the_training_set(tmp_path):
     assert saved["test_acc"] == result.metrics["test_acc"] and saved["val_acc"] == result.metrics["val_acc"]
     with pytest.raises(NasError, match="val_fraction must be in"):
         check(dataclasses.replace(TINY, val_fraction=1.0))
+
+
+def test_a_diverged_loss_stops_the_run_with_trial_diverged(tmp_path):
+    from nas.errors import TrialDiverged
+
+    config = dataclasses.replace(TINY, epochs=1, lr=1e12, grad_clip=0.0, auxiliary_weight=0.0, drop_path=0.0,
+                                 export_formats=())
+    with pytest.raises(TrialDiverged, match="training loss became nan in epoch 1"):
+        train("DARTS_V2", "digits", config=config, out=tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / "metrics.jsonl").read_text().strip()  # the diverged epoch is not logged
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists()
