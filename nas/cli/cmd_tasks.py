@@ -13,10 +13,10 @@ from nas.train.config import CLASSIFICATION_ONLY, TrainConfig, recipe
 
 ORDER = 35
 
-# command -> (task, head option, its choices, data options other than --dataset)
+# command -> (task, head option, data options other than --dataset, settings it has no use for)
 COMMANDS = {
-    "detect": ("detection", "detector", ("fasterrcnn", "retinanet", "fcos"), ("data_root", "ann")),
-    "segment": ("segmentation", "head", ("fcn", "deeplabv3", "unet"), ("images", "masks", "num_classes")),
+    "detect": ("detection", "detector", ("data_root", "ann"), CLASSIFICATION_ONLY),
+    "segment": ("segmentation", "head", ("images", "masks", "num_classes"), (*CLASSIFICATION_ONLY, "fpn_channels")),
 }
 
 
@@ -32,9 +32,9 @@ def _common(p: argparse.ArgumentParser, *, command: str) -> None:
                    f"runs/{command}-<name>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    task = COMMANDS[command][0]
-    group = p.add_argument_group("training settings")
-    add_settings(group, TrainConfig, exclude=CLASSIFICATION_ONLY, defaults=recipe("shapes", task))
+    task, _, _, unused = COMMANDS[command]
+    group = p.add_argument_group("training settings (defaults: the task's recipe)")
+    add_settings(group, TrainConfig, exclude=unused, defaults=recipe("shapes", task))
     p.set_defaults(func=cmd_task, command=command)
 
 
@@ -65,10 +65,9 @@ def cmd_task(args: argparse.Namespace) -> int:
     from nas.errors import NasError
     from nas.train import train
 
-    task, head_option, _, data_options = COMMANDS[args.command]
+    task, head_option, data_options, unused = COMMANDS[args.command]
     if args.resume:
-        flags = resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", *data_options),
-                                 CLASSIFICATION_ONLY)
+        flags = resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", *data_options), unused)
         if flags:
             raise NasError(f"--resume continues with the run's own settings; drop {' '.join(flags)}")
         train(task=task, resume=args.resume, progress=not args.no_progress)
@@ -76,7 +75,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     if not (args.genotype or args.backbone or args.init_from):
         raise NasError("pass --genotype NAME|FILE|RUN (see `nas build --list-genotypes`), --backbone resnet18, "
                        "--init-from RUN, or --resume RUN")
-    config = apply(recipe(args.dataset, task), args, exclude=CLASSIFICATION_ONLY)
+    config = apply(recipe(args.dataset, task), args, exclude=unused)
     data = {name: getattr(args, name) for name in data_options}
     train(args.genotype, args.dataset, task=task, head=getattr(args, head_option), backbone=args.backbone,
           config=config, space=args.space, init_from=args.init_from, out=args.out, progress=not args.no_progress,

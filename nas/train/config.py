@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nas.config import check, setting
+from nas.config import check, setting, to_dict
 from nas.errors import NasError
 
 TASKS = ("classification", "detection", "segmentation")
@@ -83,7 +83,7 @@ class TrainConfig:
                                               "comma-separated, all or none", choices=EXPORT_FORMATS)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "export_formats": list(self.export_formats)}
+        return to_dict(self)
 
 
 def dataset_key(name: str) -> str:

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -89,7 +89,8 @@ def train(genotype: Genotype | str | None = None, dataset: str | None = None, *,
           space: SearchSpace | str | None = None, out: str | Path | None = None, resume: str | Path | None = None,
           report: Report | None = None, progress: bool = True, data_root: str | Path | None = None,
           ann: str | Path | None = None, images: str | Path | None = None, masks: str | Path | None = None,
-          num_classes: int | None = None, init_from: str | Path | None = None) -> TrainResult:
+          num_classes: int | None = None, init_from: str | Path | None = None,
+          hooks: Sequence[Hook] = ()) -> TrainResult:
     """Train a model of ``genotype`` on ``dataset`` in a new run folder, or continue the run ``resume``.
 
     genotype: a :class:`Genotype`, a reference name, a genotype.json, a run folder or a
@@ -110,6 +111,8 @@ def train(genotype: Genotype | str | None = None, dataset: str | None = None, *,
     report: called as ``report(epoch, metrics)`` after each epoch's checkpoint; raising in it
         stops training (an Optuna pruner, a Ray Tune scheduler) and the exception propagates.
     progress: a progress bar and one summary line per epoch.
+    hooks: more :class:`Hook` objects, called after the built-in ones (writers, checkpoint,
+        progress, report).
 
     >>> result = train("DARTS_V2", "digits", config=TrainConfig(epochs=1, init_channels=4, layers=3))  # doctest: +SKIP
     >>> result.metrics["val_acc"], result.run  # doctest: +SKIP
@@ -124,7 +127,7 @@ def train(genotype: Genotype | str | None = None, dataset: str | None = None, *,
         data = data_spec(task, dataset, root=data_root, ann=ann, images=images, masks=masks, num_classes=num_classes)
         plan = _plan_new(task, head, genotype, backbone, config, space, data, init_from)
         run, state = None, None
-    return Trainer(plan, run, state, progress=progress, report=report, out=out).run()
+    return Trainer(plan, run, state, progress=progress, report=report, out=out, hooks=hooks).run()
 
 
 def train_detector(genotype: Genotype | str | None = None, *, detector: str = "fcos", **kwargs: Any) -> TrainResult:
@@ -251,15 +254,14 @@ class Trainer:
     loaders, restores a checkpoint's ``state``, then trains epoch by epoch with its hooks."""
 
     def __init__(self, plan: _Plan, run: Run | None, state: dict[str, Any] | None, *, progress: bool,
-                 report: Report | None, out: str | Path | None) -> None:
+                 report: Report | None, out: str | Path | None, hooks: Sequence[Hook] = ()) -> None:
         self.plan, self.adapter, self.config, self.spec = plan, plan.adapter, plan.config, plan.spec
         cfg = self.config
         self.device = resolve_device(cfg.device)
         self.amp_dtype = amp_dtype(cfg.precision, self.device)
         cuda = self.device.type == "cuda"
-        channels_last = cuda if cfg.channels_last is None else cfg.channels_last
-        self.channels_last = channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
 
         seed_everything(cfg.seed)
         model = self.spec.build()
@@ -296,6 +298,7 @@ class Trainer:
             self.hooks.append(ProgressHook())
         if report is not None:
             self.hooks.append(ReportHook(report))
+        self.hooks += list(hooks)
         self.epoch = self.start_epoch
         self.record: dict[str, Any] = {}
         self.sums: dict[str, torch.Tensor] = {}
