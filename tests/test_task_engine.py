@@ -107,6 +107,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, task):
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the checkpoint rebuilds its own model, as a classifier's does
+    model, spec, _ = load_model(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert spec.task == task and spec.same_architecture(resumed.spec)
+    assert all(torch.equal(v, a[k]) for k, v in model.state_dict().items())
 
 
 def test_transfer_from_classification_run(tmp_path):

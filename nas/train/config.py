@@ -17,6 +17,8 @@ from nas.errors import NasError
 TASKS = ("classification", "detection", "segmentation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPORT_FORMATS = ("source", "pt2", "torchscript", "onnx")
+# torch.export and ONNX cannot trace torchvision's detection post-processing (data-dependent shapes)
+DETECTION_EXPORTS = ("source", "torchscript")
 # fields that only one kind of training reads (the others ignore them); the commands offer
 # each only where it applies
 CLASSIFICATION_ONLY = ("lr_min", "momentum", "auxiliary_weight", "drop_path", "cutout", "augment", "layers",
@@ -151,6 +153,3 @@ def check_config(config: TrainConfig, task: str = "classification") -> TrainConf
                                f"choose from {', '.join(DETECTION_EXPORTS)}")
     return config
 
-
-# torch.export and ONNX cannot trace torchvision's detection post-processing (data-dependent shapes)
-DETECTION_EXPORTS = ("source", "torchscript")
