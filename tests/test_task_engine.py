@@ -269,3 +269,25 @@ def test_search_trial_settings_and_task_options_are_checked(tmp_path, capsys, ar
     assert code == 2
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_channels_last_and_extra_hooks_apply_to_every_task(tmp_path, task):
+    from nas.train import train
+    from nas.train.engine import Hook
+
+    class Layouts(Hook):
+        """Records the memory layout of every convolution weight after each step."""
+
+        def __init__(self):
+            self.steps = []
+
+        def after_step(self, trainer):
+            convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+            self.steps.append(all(w.is_contiguous(memory_format=torch.channels_last) for w in convs))
+
+    layouts = Layouts()
+    config = dataclasses.replace(TINY, channels_last=True, max_train_batches=1, init_channels=4)
+    result = train("NB201_RESNET", task=task, head="fcn" if task == "segmentation" else "retinanet", config=config,
+                   out=tmp_path / "run", progress=False, hooks=[layouts])
+    assert layouts.steps == [True] and result.metrics["train_images"] == TINY.batch_size
