@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from nas.cli import main
-from nas.errors import NasError
-from nas.genotype import random_genotype
 from nas.builders import ModelSpec
 from nas.checkpoint import load_model
+from nas.cli import main
+from nas.errors import NasError
 from nas.export import export
+from nas.genotype import random_genotype
 from nas.measure import task_backbone
 from nas.train import init_backbone_from, recipe, train_detector, train_segmenter
 from nas.train.config import check_config
@@ -195,8 +195,8 @@ def test_segmenter_export_of_torchvision_backbone_and_format_errors(tmp_path):
 
 
 def test_segmentation_evaluator_in_random_search(tmp_path):
-    from nas.strategies.blackbox.optuna_search import search_blackbox
     from nas.evaluators import TrainingEvaluator, evaluator_from_config
+    from nas.strategies.blackbox.optuna_search import search_blackbox
 
     evaluator = TrainingEvaluator(task="segmentation", head="fcn", space="nb201", epochs=1, init_channels=4,
                                   device="cpu", batch_size=4, image_size=SIZE, train_images=8, val_images=4,

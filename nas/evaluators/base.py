@@ -10,8 +10,9 @@ names it, and :func:`evaluator_from_config` rebuilds it from that plain data.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nas.errors import NasError
 from nas.genotype import Genotype

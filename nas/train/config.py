@@ -8,7 +8,6 @@ imports no torch: the ``nas`` options and ``--trial-setting`` are generated from
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from nas.config import check, setting, to_dict
@@ -30,6 +29,7 @@ TASK_ONLY = ("warmup_steps", "train_images", "val_images", "cells_per_stage", "f
 class TrainConfig:
     """How to train one model; every field can be overridden (``nas train --lr 0.05``).
 
+    >>> import dataclasses
     >>> cfg = dataclasses.replace(recipe("cifar10"), epochs=50)
     >>> cfg.lr, cfg.epochs, cfg.cutout
     (0.025, 50, 16)

@@ -23,9 +23,10 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nas.builders.spec import ModelSpec, check_head
-from nas.config import from_dict
 from nas.checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nas.config import from_dict
 from nas.errors import NasError, TrialDiverged
 from nas.export import export
 from nas.genotype import Genotype, resolve_genotype

@@ -90,9 +90,6 @@ def init_backbone_from(model: nn.Module, spec: ModelSpec, source: str | Path) ->
         transfer = init_backbone_from(model, spec, "runs/train-DARTS_V2-...")
         len(transfer.loaded)
     """
-    from nas.builders.spec import ModelSpec
-    from nas.checkpoint import load_checkpoint
-
     if spec.genotype is None or spec.space is None:
         raise NasError("--init-from copies cells of a genotype; a torchvision backbone has none to receive them")
     path = classification_checkpoint(source)
