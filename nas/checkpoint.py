@@ -70,24 +70,27 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``nas train``; a damaged or foreign file is a :class:`NasError`."""
+    """Read a checkpoint written by ``nas train``, ``nas detect`` or ``nas segment``; a damaged or
+    foreign file is a :class:`NasError`."""
     path = Path(path)
     if not path.is_file():
-        raise NasError(f"checkpoint {path} not found; pass a run folder of `nas train` or its checkpoints/*.pt")
+        raise NasError(f"checkpoint {path} not found; pass a run folder of `nas train`, `nas detect` or "
+                       "`nas segment`, or its checkpoints/*.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a truncated or foreign file
         raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged or "
                        "from another program") from None
     if not isinstance(state, dict) or "model" not in state or "spec" not in state:
-        raise NasError(f"{path} is not a `nas train` checkpoint (no model weights and spec)")
+        raise NasError(f"{path} is not a `nas train` / `nas detect` / `nas segment` checkpoint (no model "
+                       "weights and spec)")
     if state.get("format") != FORMAT:
         raise NasError(f"{path} has checkpoint format {state.get('format')!r}; this version reads format {FORMAT}")
     return state
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """Rebuild the network of a checkpoint with its weights: ``(model in eval mode, spec, checkpoint)``.
+    """Rebuild the model of any task's checkpoint with its weights: ``(model in eval mode, spec, checkpoint)``.
 
     >>> model, spec, ckpt = load_model("runs/train-DARTS_V2/checkpoints/best.pt")  # doctest: +SKIP
     """

@@ -143,7 +143,8 @@ def from_dict(cls: type, data: Any, what: str = "settings") -> Any:
 
 def parse_value(cls: type, name: str, text: str) -> Any:
     """The typed value of field ``name`` from command-line ``text`` (``none`` unsets an optional
-    field; a tuple field takes comma-separated items); checked by :func:`check_value`."""
+    field; a tuple field takes comma-separated items, or ``all`` / ``none`` where it lists its
+    choices); checked by :func:`check_value`."""
     names = [f.name for f in dataclasses.fields(cls)]
     if name not in names:
         raise NasError(f"unknown setting {name!r}; known: {', '.join(sorted(names))}")
@@ -167,7 +168,11 @@ def parse_value(cls: type, name: str, text: str) -> Any:
         except ValueError:
             raise NasError(f"{name} takes a number, got {text!r}") from None
     elif base is tuple:
-        value = tuple(item.strip() for item in text.split(",") if item.strip())
+        choices = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("choices")
+        if choices is not None and text.lower() in ("all", "none"):  # every allowed item, or none of them
+            value = tuple(choices) if text.lower() == "all" else ()
+        else:
+            value = tuple(item.strip() for item in text.split(",") if item.strip())
     else:
         value = text
     check_value(cls, name, value)

@@ -9,3 +9,8 @@ from __future__ import annotations
 
 class NasError(ValueError):
     """A mistake in user input; the message says what is wrong and what to do."""
+
+
+class TrialDiverged(RuntimeError):
+    """Training produced a NaN or infinite loss (any task): a search records the trial as
+    failed and goes on; a single run stops with this message."""

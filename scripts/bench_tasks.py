@@ -2,7 +2,7 @@
 MobileNetV3-Large (random weights) inside the same detector and segmenter.
 
 Every backbone is trained with the same short schedule on the embedded shapes data
-(:func:`nas.tasks.engine.train_detector` / ``train_segmenter``) and measured at the same input
+(:func:`nas.train.train` with ``task="detection"`` / ``"segmentation"``) and measured at the same input
 size: parameters, MACs (whole model and backbone alone), median latency of one image and the
 validation mAP / mIoU. Writes ``results/tasks_benchmark.md`` and ``.json``.
 
@@ -12,6 +12,7 @@ validation mAP / mIoU. Writes ``results/tasks_benchmark.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=240, help="shapes training scenes (default 240)")
     p.add_argument("--val-images", type=int, default=64, help="shapes validation scenes (default 64)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
-    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default: TaskConfig's)")
+    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default: the task recipe's)")
     p.add_argument("--latency-repeats", type=int, default=10, help="timed forward passes (default 10)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -56,19 +57,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def bench_one(task: str, name: str, args: argparse.Namespace, config, runs: Path) -> dict[str, Any]:
-    from nas.tasks.engine import measure_task_model, train_detector, train_segmenter
+    from nas.measure import measure
+    from nas.train import train
 
-    backbone = {"backbone": name} if name in TORCHVISION else {}
+    backbone = name if name in TORCHVISION else None
     genotype = None if backbone else name
-    common = dict(config=config, init_channels=args.init_channels, cells_per_stage=args.cells_per_stage,
-                  out=runs / f"{task}-{name}", progress=False, **backbone)
+    config = dataclasses.replace(config, init_channels=args.init_channels, cells_per_stage=args.cells_per_stage)
     started = time.perf_counter()
-    if task == "detection":
-        result = train_detector(genotype, detector=args.detector, **common)
-    else:
-        result = train_segmenter(genotype, head=args.head, **common)
+    result = train(genotype, task=task, head=args.detector if task == "detection" else args.head, backbone=backbone,
+                   config=config, out=runs / f"{task}-{name}", progress=False)
     wall = time.perf_counter() - started
-    size = measure_task_model(result.model, result.spec, latency=True, repeats=args.latency_repeats)
+    size = measure(result.model, (3, config.image_size, config.image_size), task=task, latency=True,
+                   repeats=args.latency_repeats)
     records = [json.loads(line) for line in (result.run / "metrics.jsonl").read_text().splitlines()]
     recalibrated = bn_recalibrated_quality(result.model, task, config)
     quality = ("map", "map50", "map75") if task == "detection" else ("miou", "pixel_accuracy")
@@ -98,7 +98,7 @@ def bn_recalibrated_quality(model, task: str, config) -> dict[str, float]:
     from torch.utils.data import DataLoader
 
     from nas.data.tasks import ShapesDataset, collate_detection
-    from nas.tasks.engine import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED
+    from nas.train.tasks import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED
     from nas.train.metrics import evaluate_detector, evaluate_segmenter
 
     model = copy.deepcopy(model).cpu()
@@ -129,7 +129,7 @@ def background_only_scores(config) -> dict[str, float]:
     import torch
 
     from nas.data.tasks import ShapesDataset
-    from nas.tasks.engine import SHAPES_VAL_SEED
+    from nas.train.tasks import SHAPES_VAL_SEED
 
     val = ShapesDataset(config.val_images, image_size=config.image_size, seed=SHAPES_VAL_SEED, task="segmentation")
     masks = torch.stack([torch.as_tensor(val[i][1]) for i in range(len(val))])
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     import torchvision
 
     from nas.run import cpu_name
-    from nas.tasks.engine import TaskConfig
+    from nas.train import recipe
 
     torch.set_num_threads(args.threads)
     settings = {"epochs": args.epochs, "image_size": args.image_size, "train_images": args.train_images,
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 "export_formats": ()}
     if args.lr is not None:
         settings["lr"] = args.lr
-    configs = {"detection": TaskConfig(**{**settings, "epochs": args.det_epochs or args.epochs}),
-               "segmentation": TaskConfig(**{**settings, "epochs": args.seg_epochs or args.epochs})}
+    configs = {task: dataclasses.replace(recipe("shapes", task), **{**settings, "epochs": epochs or args.epochs})
+               for task, epochs in (("detection", args.det_epochs), ("segmentation", args.seg_epochs))}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
     rows = []

@@ -148,3 +148,33 @@ def test_training_evaluator_checks_its_settings() -> None:
         TrainingEvaluator("digits", epochs=0)
     with pytest.raises(NasError, match="unknown dataset 'mnist'"):
         TrainingEvaluator("mnist")
+
+
+def test_one_registration_adds_an_evaluator() -> None:
+    from nas.evaluators import EVALUATORS, Evaluator, create_evaluator, register_evaluator
+
+    @register_evaluator("toy-depth")
+    class DepthEvaluator(Evaluator):
+        objective = "depth"
+
+        def __init__(self, scale: float = 1.0) -> None:
+            self.scale = scale
+
+        def evaluate(self, genotype, *, report=None, workdir=None):
+            return {"depth": self.scale * len(genotype.to_dict())}
+
+        def config(self):
+            return {"name": "toy-depth", "scale": self.scale}
+
+    try:
+        evaluator = create_evaluator("toy-depth", scale=2.0)
+        again = evaluator_from_config(evaluator.config())
+        assert isinstance(again, DepthEvaluator) and again.scale == 2.0
+        assert again.evaluate(get_reference("DARTS_V2"))["depth"] == evaluator.evaluate(get_reference("DARTS_V2"))["depth"]
+    finally:
+        del EVALUATORS["toy-depth"]
+    with pytest.raises(NasError, match="unknown evaluator 'toy-depth'"):
+        evaluator_from_config({"name": "toy-depth"})
+    # the built-in names, detection and segmentation being the training evaluator of another task
+    assert {"train", "nb201", "detection", "segmentation"} <= set(EVALUATORS)
+    assert EVALUATORS["segmentation"] == (TrainingEvaluator, {"task": "segmentation"})

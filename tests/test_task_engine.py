@@ -1,29 +1,26 @@
 """Training, resuming, transfer, export and search of detectors and segmenters on genotype backbones."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from nas.builders import ModelSpec
+from nas.checkpoint import load_model
 from nas.cli import main
 from nas.errors import NasError
+from nas.export import export
 from nas.genotype import random_genotype
-from nas.tasks.engine import (
-    ModelSpec,
-    TaskConfig,
-    init_backbone_from,
-    load_task_model,
-    task_backbone,
-    train_detector,
-    train_segmenter,
-)
-from nas.tasks.export import export_task_model, export_task_run, parse_task_formats
+from nas.measure import task_backbone
+from nas.train import init_backbone_from, recipe, train_detector, train_segmenter
+from nas.train.config import check_config
 
 SIZE = 64
 # one or two steps per epoch on 64-pixel images: enough to exercise every part of the loop
-TINY = TaskConfig(epochs=1, batch_size=4, image_size=SIZE, train_images=8, val_images=4, warmup_steps=1,
-                  export_formats=(), device="cpu")
+TINY = dataclasses.replace(recipe("shapes", "detection"), epochs=1, batch_size=4, image_size=SIZE, train_images=8,
+                           val_images=4, warmup_steps=1, export_formats=(), device="cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +33,8 @@ def _one_thread():
 
 
 def test_train_detector_writes_run_folder_metrics_and_checked_export(tmp_path):
-    config = TaskConfig(**{**TINY.to_dict(), "export_formats": ("source", "torchscript")})
-    result = train_detector("DARTS_V2", detector="fcos", config=config, init_channels=4, out=tmp_path / "run",
-                            progress=False)
+    config = dataclasses.replace(TINY, export_formats=("source", "torchscript"), init_channels=4)
+    result = train_detector("DARTS_V2", detector="fcos", config=config, out=tmp_path / "run", progress=False)
     run = result.run
     for name in ("config.json", "versions.json", "genotype.json", "model.json", "metrics.jsonl", "curves.png",
                  "result.json", "checkpoints/last.pt", "checkpoints/best.pt"):
@@ -60,14 +56,14 @@ def test_train_detector_writes_run_folder_metrics_and_checked_export(tmp_path):
     from nas.export import import_source
 
     exported = import_source(run / "export" / "model.py").load()
-    model, _, _ = load_task_model(run / "checkpoints" / "last.pt")
+    model, _, _ = load_model(run / "checkpoints" / "last.pt")
     images = [torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))]
     with torch.no_grad():
         features = model.backbone(images[0][None])
         again = exported.backbone(images[0][None])
     assert max((features[k] - again[k]).abs().max().item() for k in features) <= 1e-4
     with pytest.raises(NasError, match="not available for detection"):
-        export_task_run(run, "pt2")
+        export(run, "pt2")
 
 
 def test_nas_segment_command_trains_and_exports(tmp_path, capsys):
@@ -89,11 +85,11 @@ def test_nas_segment_command_trains_and_exports(tmp_path, capsys):
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, task):
-    config = TaskConfig(**{**TINY.to_dict(), "epochs": 2})
+    config = dataclasses.replace(TINY, epochs=2, init_channels=4)
     # Faster R-CNN samples anchors and proposals from torch's generator: the strictest resume check
     train = train_detector if task == "detection" else train_segmenter
     head = {"detector": "fasterrcnn"} if task == "detection" else {"head": "fcn"}
-    common = dict(**head, config=config, init_channels=4, progress=False)
+    common = dict(**head, config=config, progress=False)
     full = train("NB201_RESNET", out=tmp_path / "full", **common)
 
     def stop_after_first_epoch(epoch, metrics):
@@ -105,12 +101,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, task):
     resumed = train(resume=tmp_path / "cut", progress=False)
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-    drop = ("epoch_time_s", "images_per_s")
+    drop = ("epoch_time_s", "images_per_s", "peak_mem_mib")  # wall-clock and process figures
     assert {k: v for k, v in resumed.metrics.items() if k not in drop} == \
            {k: v for k, v in full.metrics.items() if k not in drop}
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the checkpoint rebuilds its own model, as a classifier's does
+    model, spec, _ = load_model(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert spec.task == task and spec.same_architecture(resumed.spec)
+    assert all(torch.equal(v, a[k]) for k, v in model.state_dict().items())
 
 
 def test_transfer_from_classification_run(tmp_path):
@@ -185,23 +185,24 @@ def test_every_detector_and_head_trains_and_infers_on_each_space(space):
 def test_segmenter_export_of_torchvision_backbone_and_format_errors(tmp_path):
     spec = ModelSpec.create(task="segmentation", head="deeplabv3", num_classes=3, backbone="resnet18", image_size=SIZE)
     torch.manual_seed(0)
-    paths = export_task_model(spec.build(), spec, "source,torchscript", tmp_path / "export")
+    paths = export(spec.build(), "source,torchscript", tmp_path / "export", spec=spec)
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert set(paths) == {"source", "torchscript"}
     assert all(entry["max_abs_diff"] <= 1e-4 for entry in manifest["formats"].values())
     assert manifest["requires"] == ["torch", "torchvision"]  # DeepLabV3's head and ResNet-18 live there
-    assert parse_task_formats("all", "detection") == ("source", "torchscript")
     with pytest.raises(NasError, match="torchscript"):
-        parse_task_formats("onnx", "detection")
+        check_config(dataclasses.replace(TINY, export_formats=("onnx",)), "detection")
 
 
 def test_segmentation_evaluator_in_random_search(tmp_path):
+    from nas.evaluators import TrainingEvaluator, evaluator_from_config
     from nas.strategies.blackbox.optuna_search import search_blackbox
-    from nas.tasks.evaluators import SegmentationEvaluator, task_evaluator_from_config
 
-    evaluator = SegmentationEvaluator(head="fcn", space="nb201", epochs=1, init_channels=4, device="cpu",
-                                      batch_size=4, image_size=SIZE, train_images=8, val_images=4, warmup_steps=1)
-    assert task_evaluator_from_config(evaluator.config()).config() == evaluator.config()
+    evaluator = TrainingEvaluator(task="segmentation", head="fcn", space="nb201", epochs=1, init_channels=4,
+                                  device="cpu", batch_size=4, image_size=SIZE, train_images=8, val_images=4,
+                                  warmup_steps=1)
+    assert evaluator.config()["name"] == "segmentation" and evaluator.objective == "miou"
+    assert evaluator_from_config(evaluator.config()).config() == evaluator.config()
     result = search_blackbox("nb201", evaluator, strategy="random", trials=2, out=tmp_path / "search", seed=0,
                              objectives="miou,params", progress=False)
     trials = [t for t in result.study.trials if t.state.name == "COMPLETE"]
@@ -268,3 +269,25 @@ def test_search_trial_settings_and_task_options_are_checked(tmp_path, capsys, ar
     assert code == 2
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_channels_last_and_extra_hooks_apply_to_every_task(tmp_path, task):
+    from nas.train import train
+    from nas.train.engine import Hook
+
+    class Layouts(Hook):
+        """Records the memory layout of every convolution weight after each step."""
+
+        def __init__(self):
+            self.steps = []
+
+        def after_step(self, trainer):
+            convs = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)]
+            self.steps.append(all(w.is_contiguous(memory_format=torch.channels_last) for w in convs))
+
+    layouts = Layouts()
+    config = dataclasses.replace(TINY, channels_last=True, max_train_batches=1, init_channels=4)
+    result = train("NB201_RESNET", task=task, head="fcn" if task == "segmentation" else "retinanet", config=config,
+                   out=tmp_path / "run", progress=False, hooks=[layouts])
+    assert layouts.steps == [True] and result.metrics["train_images"] == TINY.batch_size

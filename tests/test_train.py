@@ -11,11 +11,14 @@ import torch
 
 from nas.builders import ModelSpec
 from nas.cli import build_parser, main
-from nas.cli.cmd_train import TRAIN_OPTIONS, train_config_from_args
+from nas.cli.cmd_train import train_config_from_args
+from nas.config import check
 from nas.errors import NasError
 from nas.export import TOLERANCE, import_source
 from nas.genotype import get_reference
 from nas.train import TrainConfig, load_checkpoint, load_model, recipe, train
+from nas.train.config import TASK_ONLY
+from nas.train.tasks import DataSpec, get_task
 
 # Tiny but complete: auxiliary head, drop-path, Cutout, gradient clipping and the cosine
 # schedule are all on, so resume has every piece of state to restore.
@@ -64,9 +67,9 @@ def test_recipes_and_settings(tmp_path):
     with pytest.raises(NasError, match="unknown dataset 'mnist'"):
         recipe("mnist")
     with pytest.raises(NasError, match="drop_path must be in"):
-        dataclasses.replace(TINY, drop_path=1.5).check()
-    with pytest.raises(NasError, match="unknown export format 'tflite'"):
-        dataclasses.replace(TINY, export_formats=("tflite",)).check()
+        check(dataclasses.replace(TINY, drop_path=1.5))
+    with pytest.raises(NasError, match="export_formats: 'tflite' is not one of source"):
+        check(dataclasses.replace(TINY, export_formats=("tflite",)))
     with pytest.raises(NasError, match="precision bf16 is for CUDA"):
         train("DARTS_V2", "digits", config=dataclasses.replace(TINY, precision="bf16", device="cpu"),
               out=tmp_path / "unused")
@@ -74,8 +77,10 @@ def test_recipes_and_settings(tmp_path):
 
 
 def test_cli_options_override_only_what_is_set():
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert fields == set(TRAIN_OPTIONS) | {"seed", "device"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(TASK_ONLY)
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest for a in train_parser._actions}
+    assert fields <= flags and not set(TASK_ONLY) & flags
     args = build_parser().parse_args(["train", "--genotype", "DARTS_V2", "--lr", "0.1", "--no-augment",
                               "--export-formats", "all"])
     config = train_config_from_args(args, "cifar10")
@@ -177,7 +182,7 @@ def test_bad_inputs_change_nothing(tmp_path, capsys, finished):
     fails(["train", "--genotype", "DARTS_V2", "--dataset", "cifar10", "--data-root", str(wrong),
            "--out", str(tmp_path / "c")], str(wrong))
     fails(["train", "--genotype", "DARTS_V2", "--export-formats", "tflite", "--out", str(tmp_path / "d")],
-          "unknown export format 'tflite'")
+          "'tflite' is not one of source")
     for name in "abcd":
         assert not (tmp_path / name).exists()
     before = folder_hash(finished.run)
@@ -204,10 +209,12 @@ def test_cli_trains_nb201_and_exports_more_formats(tmp_path, capsys):
 
 
 def test_validation_can_be_held_out_of_the_training_set(tmp_path):
-    from nas.train.trainer import _load_data
+    def _load_data(dataset, root, cfg):
+        data = get_task("classification").load_data(DataSpec(dataset, root), cfg)
+        return data.train, data.val, data.test
 
     cfg = dataclasses.replace(TINY, val_fraction=0.25, train_subset=None, val_subset=None)
-    train_set, val_set, test_set, *_ = _load_data("digits", None, cfg)
+    train_set, val_set, test_set = _load_data("digits", None, cfg)
     whole = train_set.dataset
     assert set(train_set.indices).isdisjoint(val_set.indices)
     assert len(train_set) + len(val_set) == len(whole) and abs(len(val_set) - 0.25 * len(whole)) <= 10
@@ -224,4 +231,15 @@ def test_validation_can_be_held_out_of_the_training_set(tmp_path):
     assert 0 <= result.metrics["test_acc"] <= 1 and result.metrics["test_loss"] > 0
     assert saved["test_acc"] == result.metrics["test_acc"] and saved["val_acc"] == result.metrics["val_acc"]
     with pytest.raises(NasError, match="val_fraction must be in"):
-        dataclasses.replace(TINY, val_fraction=1.0).check()
+        check(dataclasses.replace(TINY, val_fraction=1.0))
+
+
+def test_a_diverged_loss_stops_the_run_with_trial_diverged(tmp_path):
+    from nas.errors import TrialDiverged
+
+    config = dataclasses.replace(TINY, epochs=1, lr=1e12, grad_clip=0.0, auxiliary_weight=0.0, drop_path=0.0,
+                                 export_formats=())
+    with pytest.raises(TrialDiverged, match="training loss became nan in epoch 1"):
+        train("DARTS_V2", "digits", config=config, out=tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan" / "metrics.jsonl").read_text().strip()  # the diverged epoch is not logged
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists()

@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from nas.builders import ModelSpec
         from nas.genotype import resolve_genotype
         from nas.run import seed_everything
-        from nas.train.trainer import genotype_label
+        from nas.train.engine import genotype_label
 
         genotype = resolve_genotype(args.target)
         spec = ModelSpec.create(genotype, args.space, num_classes=args.num_classes, in_channels=args.in_channels,

@@ -1,8 +1,9 @@
 """Command-line options generated from settings dataclasses (:mod:`nas.config`).
 
 Every field declared with :func:`nas.config.setting` becomes ``--field-name`` with the field's
-type, help and choices; an option the user did not give is ``None`` and leaves the settings
-object's own value (a recipe's, a run's) untouched.
+help and choices; :func:`given` parses and checks the values by the field's type (a mistake is a
+one-line :class:`NasError`). An option the user did not give is ``None`` and leaves the
+settings object's own value (a recipe's, a run's) untouched.
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def flag(name: str) -> str:
 
 
 def add_settings(group: argparse._ActionsContainer, cls: type, *, exclude: Iterable[str] = (),
-                 prefix: str = "") -> list[str]:
+                 prefix: str = "", defaults: Any = None) -> list[str]:
     """Add one option per field of ``cls`` (except ``exclude`` and ``option=False`` fields) to
     ``group``; returns the field names added. ``prefix`` goes before each flag name
-    (``trial_`` gives ``--trial-batch-size``)."""
+    (``trial_`` gives ``--trial-batch-size``); the help shows the values of ``defaults`` (an
+    instance of ``cls``, such as a recipe) where given, else the fields' defaults."""
     skip = set(exclude)
     added = []
     for f in dataclasses.fields(cls):
@@ -31,7 +33,8 @@ def add_settings(group: argparse._ActionsContainer, cls: type, *, exclude: Itera
             continue
         base, _ = field_type(cls, f.name)
         meta = f.metadata
-        default = f.default if f.default is not dataclasses.MISSING else None
+        default = getattr(defaults, f.name) if defaults is not None else \
+            f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(default) if isinstance(default, tuple) else default
         help_text = meta["help"] + (f" (default {shown})" if shown not in (None, "") else "")
         dest = prefix + f.name
@@ -41,35 +44,32 @@ def add_settings(group: argparse._ActionsContainer, cls: type, *, exclude: Itera
         if base is bool:
             group.add_argument(flag(dest), action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            # values are parsed and checked by the settings layer, so its messages are the ones users see
-            kwargs["type"] = _Parser(cls, f.name)
+            # the text is parsed and checked by the settings layer in given(): a bad value is one
+            # line (``nas <command>: error: --x: ...``, exit 2), not argparse's usage block
             if meta.get("choices") and base is not tuple:
                 kwargs.setdefault("metavar", "{" + ",".join(map(str, meta["choices"])) + "}")
+            else:
+                kwargs.setdefault("metavar", f.name.upper())
             group.add_argument(flag(dest), **kwargs)
         added.append(f.name)
     return added
 
 
-class _Parser:
-    """argparse ``type=``: parse and check one field's value; a bad value is argparse's usual
-    one-line ``argument --x: ...`` error with the settings layer's message."""
-
-    def __init__(self, cls: type, name: str) -> None:
-        self.cls, self.name = cls, name
-        self.__name__ = name  # argparse names the type in its messages
-
-    def __call__(self, text: str) -> Any:
-        try:
-            return parse_value(self.cls, self.name, text)
-        except NasError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def given(args: argparse.Namespace, cls: type, *, prefix: str = "", exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The fields of ``cls`` that the user set on the command line (``prefix`` as in :func:`add_settings`)."""
     skip = set(exclude)
-    return {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)
-            if f.name not in skip and getattr(args, prefix + f.name, None) is not None}
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, prefix + f.name, None)
+        if f.name in skip or value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = parse_value(cls, f.name, value)
+            except NasError as exc:
+                raise NasError(f"{flag(prefix + f.name)}: {exc}") from None
+        values[f.name] = value
+    return values
 
 
 def apply(base: Any, args: argparse.Namespace, *, prefix: str = "", exclude: Iterable[str] = ()) -> Any:

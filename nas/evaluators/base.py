@@ -1,15 +1,20 @@
-"""The one evaluator interface that black-box strategies share: genotype in, metrics out.
+"""The one evaluator interface that black-box strategies share, and the registry of evaluators.
 
 An evaluator may call ``report(epoch, metrics)`` after each epoch so that a pruner (Optuna) or a
 scheduler (Ray Tune) can stop the trial early; ``report`` stops a trial by raising (for example
 ``optuna.TrialPruned``), which the evaluator lets propagate.
+
+Adding an evaluator is one class and one :func:`register_evaluator` line; its ``config()``
+names it, and :func:`evaluator_from_config` rebuilds it from that plain data.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from nas.errors import NasError
 from nas.genotype import Genotype
 
 Report = Callable[[int, dict[str, float]], None]
@@ -32,5 +37,48 @@ class Evaluator(ABC):
         """Return the metrics of ``genotype``; call ``report`` after each epoch if given."""
 
     def config(self) -> dict[str, Any]:
-        """Settings to record in the run folder (and to rebuild the evaluator in a worker)."""
+        """Settings to record in the run folder (and to rebuild the evaluator in a worker), with
+        the registered ``name``."""
         return {}
+
+    @classmethod
+    def from_config(cls, settings: dict[str, Any]) -> Evaluator:
+        """The evaluator of ``config()`` without its ``name``; override to read older configs."""
+        return cls(**settings)
+
+
+# name -> (class, keyword arguments the name fixes)
+EVALUATORS: dict[str, tuple[type[Evaluator], dict[str, Any]]] = {}
+
+
+def register_evaluator(name: str, **preset: Any) -> Callable[[type[Evaluator]], type[Evaluator]]:
+    """Class decorator: ``@register_evaluator("train")``; ``preset`` are keyword arguments that
+    the name fixes (one class may serve several names, e.g. ``task="detection"``)."""
+
+    def register(cls: type[Evaluator]) -> type[Evaluator]:
+        if name in EVALUATORS and EVALUATORS[name][0] is not cls:
+            raise ValueError(f"evaluator {name!r} is already registered ({EVALUATORS[name][0].__name__})")
+        EVALUATORS[name] = (cls, dict(preset))
+        return cls
+
+    return register
+
+
+def create_evaluator(name: str, **settings: Any) -> Evaluator:
+    """The registered evaluator ``name`` with ``settings`` (settings given as ``None`` keep the
+    evaluator's defaults, so unset command-line options can be passed straight through)."""
+    if name not in EVALUATORS:
+        raise NasError(f"unknown evaluator {name!r}; choose one of {', '.join(EVALUATORS)}")
+    cls, preset = EVALUATORS[name]
+    return cls(**preset, **{k: v for k, v in settings.items() if v is not None and k not in preset})
+
+
+def evaluator_from_config(config: dict[str, Any], **overrides: Any) -> Evaluator:
+    """The evaluator that ``config`` (an ``evaluator.config()``) describes; ``overrides``
+    replace settings (for example ``device="cuda"`` on another machine)."""
+    name = config.get("name")
+    if name not in EVALUATORS:
+        raise NasError(f"unknown evaluator {name!r} in the run's config; known: {', '.join(EVALUATORS)}")
+    cls, preset = EVALUATORS[name]
+    settings = {k: v for k, v in {**config, **overrides}.items() if k not in ("name", "class")}
+    return cls.from_config({**settings, **preset})

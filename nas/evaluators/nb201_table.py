@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
-from nas.evaluators.base import Evaluator, Report
+from nas.evaluators.base import Evaluator, Report, register_evaluator
 from nas.genotype import Genotype, from_nb201_string, to_nb201_string
 
 TABLE_12_EPOCHS = "nb201_12epoch_val_test.csv"
@@ -132,6 +132,7 @@ def _fraction(percent: str) -> float:
     return float(percent) / 100
 
 
+@register_evaluator("nb201")
 class NB201TableEvaluator(Evaluator):
     """Scores ``nb201`` genotypes from the NAS-Bench-201 tables.
 

@@ -1,103 +1,91 @@
-"""Training settings: one small dataclass, and a recipe of defaults per data set.
+"""Training settings: one dataclass for every task, and a recipe of defaults per data set and task.
 
 The defaults of :class:`TrainConfig` are the DARTS evaluation recipe for CIFAR-10 (Liu et al.,
-ICLR 2019, section A.2); :func:`recipe` returns them for CIFAR and image folders, and a small,
-fast schedule for the embedded ``digits`` set.
+ICLR 2019, section A.2). :func:`recipe` returns them for CIFAR and image folders, a small,
+fast schedule for the embedded ``digits`` set, and the detection / segmentation recipe (AdamW,
+linear warm-up, per-step cosine; sizes that train on a laptop CPU in minutes). The module
+imports no torch: the ``nas`` options and ``--trial-setting`` are generated from these fields.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
+from nas.config import check, setting, to_dict
 from nas.errors import NasError
 
+TASKS = ("classification", "detection", "segmentation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EXPORT_FORMATS = ("source", "pt2", "torchscript", "onnx")
+# torch.export and ONNX cannot trace torchvision's detection post-processing (data-dependent shapes)
+DETECTION_EXPORTS = ("source", "torchscript")
+# fields that only one kind of training reads (the others ignore them); the commands offer
+# each only where it applies
+CLASSIFICATION_ONLY = ("lr_min", "momentum", "auxiliary_weight", "drop_path", "cutout", "augment", "layers",
+                       "train_subset", "val_subset")
+TASK_ONLY = ("warmup_steps", "train_images", "val_images", "cells_per_stage", "fpn_channels")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train one genotype; every field can be overridden (``nas train --lr 0.05``).
+    """How to train one model; every field can be overridden (``nas train --lr 0.05``).
 
+    >>> import dataclasses
     >>> cfg = dataclasses.replace(recipe("cifar10"), epochs=50)
     >>> cfg.lr, cfg.epochs, cfg.cutout
     (0.025, 50, 16)
+    >>> recipe("shapes", task="detection").lr
+    0.002
     """
 
-    epochs: int = 600  # DARTS trains its CIFAR-10 network for 600 epochs
-    batch_size: int = 96  # DARTS' evaluation batch size
-    lr: float = 0.025  # initial learning rate of SGD
-    lr_min: float = 0.0  # the cosine schedule anneals the learning rate to this value at the last epoch
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 3e-4  # L2 penalty on all weights, as in DARTS
-    grad_clip: float = 5.0  # maximum gradient norm per step; 0 turns clipping off
-    auxiliary_weight: float = 0.4  # loss weight of the auxiliary head at 2/3 depth (cell spaces); 0: no head
-    drop_path: float = 0.2  # drop-path probability reached at the end, grown linearly from 0 over the epochs
-    cutout: int = 16  # side in pixels of the Cutout square on training images; 0: off
-    augment: bool = True  # random crop (and horizontal flip where the data set allows it) on training images
-    image_size: int | None = None  # square input side; None: the data set's own (32 for digits and CIFAR)
-    init_channels: int | None = None  # None: the space's network (darts.yaml: 36, the DARTS evaluation network)
-    layers: int | None = None  # cells incl. 2 reductions; None: the space's network (darts.yaml: 20)
-    seed: int = 0  # seeds weights, data order, augmentation and drop-path
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
-    precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else fp16 + GradScaler; fp32 on the CPU
-    channels_last: bool | None = None  # NHWC memory layout; None: on a GPU only
-    num_workers: int = 0  # DataLoader worker processes; 0 keeps the CPU fast path for small data and tests
-    train_subset: int | None = None  # train on this many images (one fixed sample for any seed); benchmarks, tests
-    val_subset: int | None = None  # evaluate on this many images (one fixed sample); benchmarks, tests
-    val_fraction: float = 0.0  # hold out this share of the training images (stratified, one fixed split) to
-    # validate on, and score the test split once at the end (test_acc); 0: validate on the test split
-    max_train_batches: int | None = None  # end every epoch after this many batches; for smoke tests only
-    export_formats: tuple[str, ...] = ("source",)  # exported into the run folder at the end (see nas.export)
+    epochs: int = setting(600, "training epochs (DARTS trains its CIFAR-10 network for 600)", min=1)
+    batch_size: int = setting(96, "images per step (batch norm needs at least 2)", min=2)
+    lr: float = setting(0.025, "initial learning rate: SGD for classifiers, the peak AdamW rate after the warm-up "
+                        "for detectors and segmenters", min=0, min_open=True)
+    lr_min: float = setting(0.0, "learning rate the per-epoch cosine schedule ends at (classification)", min=0)
+    momentum: float = setting(0.9, "SGD momentum (classification)", min=0, max=1, max_open=True)
+    weight_decay: float = setting(3e-4, "weight decay: L2 for SGD, decoupled for AdamW", min=0)
+    warmup_steps: int = setting(20, "steps of linear learning-rate warm-up from lr / 10 (detection, segmentation; "
+                                "detectors trained from scratch diverge without)", min=0)
+    grad_clip: float = setting(5.0, "maximum gradient norm per step, 0 for none", min=0)
+    auxiliary_weight: float = setting(0.4, "loss weight of the auxiliary head at 2/3 depth of a cell network, 0 for "
+                                      "no head (classification)", min=0)
+    drop_path: float = setting(0.2, "final drop-path probability, grown linearly from 0 over the epochs "
+                               "(classification)", min=0, max=1, max_open=True)
+    cutout: int = setting(16, "side in pixels of the Cutout square on training images, 0 for none "
+                          "(classification)", min=0)
+    augment: bool = setting(True, "random crop (and flip where the data set allows it) on training images "
+                            "(classification)")
+    image_size: int | None = setting(None, "square input side in pixels; unset: the data set's own (32 for digits "
+                                     "and CIFAR); detection and segmentation: a multiple of 32", min=1)
+    init_channels: int | None = setting(None, "initial channels of a cell network; unset: the space's (darts.yaml: "
+                                        "36), for a backbone 8 or the --init-from run's", min=1)
+    layers: int | None = setting(None, "cells of a cell classifier incl. 2 reductions; unset: the space's "
+                                 "(darts.yaml: 20)", min=1)
+    cells_per_stage: int = setting(1, "normal cells per resolution of a backbone (detection, segmentation)", min=1)
+    fpn_channels: int = setting(64, "FPN width of a detector (fcos: a multiple of 32)", min=8)
+    seed: int = setting(0, "seeds weights, data order, augmentation, drop-path and the detectors' sampling")
+    device: str = setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    precision: str = setting("auto", "auto: bf16 autocast on a GPU that has it, else fp16 + grad scaling; mixed "
+                             "precision applies on CUDA only (fp32 on the CPU)", choices=PRECISIONS)
+    channels_last: bool | None = setting(None, "NHWC memory layout; unset: on a GPU only")
+    num_workers: int = setting(0, "DataLoader worker processes; 0 keeps the fast path for small data", min=0)
+    train_subset: int | None = setting(None, "train on this many images, one fixed sample for any seed "
+                                       "(benchmarks, smoke tests)", min=1)
+    val_subset: int | None = setting(None, "evaluate on this many images, one fixed sample (benchmarks, "
+                                     "smoke tests)", min=1)
+    train_images: int = setting(240, "shapes scenes to train on (detection, segmentation)", min=1)
+    val_images: int = setting(48, "shapes scenes to evaluate on (detection, segmentation)", min=1)
+    val_fraction: float = setting(0.0, "share of the training images held out (stratified, the same for every "
+                                  "seed) to validate on, the test split then scored once at the end; 0: validate "
+                                  "on the test split. coco / voc: the share held out for evaluation",
+                                  min=0, max=1, max_open=True)
+    max_train_batches: int | None = setting(None, "end every epoch after this many batches (smoke tests only)",
+                                            min=1)
+    export_formats: tuple[str, ...] = setting(("source",), "formats exported into the run folder at the end, "
+                                              "comma-separated, all or none", choices=EXPORT_FORMATS)
 
-    def check(self) -> TrainConfig:
-        """Raise :class:`NasError` for a setting out of range; returns self."""
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise NasError(message)
-
-        need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        need(self.batch_size >= 2, f"batch_size must be at least 2 (batch norm needs 2 images), got {self.batch_size}")
-        need(self.lr > 0, f"lr must be positive, got {self.lr}")
-        need(0 <= self.lr_min <= self.lr, f"lr_min must be between 0 and lr ({self.lr}), got {self.lr_min}")
-        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        need(self.weight_decay >= 0, f"weight_decay must not be negative, got {self.weight_decay}")
-        need(self.grad_clip >= 0, f"grad_clip must not be negative (0 turns it off), got {self.grad_clip}")
-        need(self.auxiliary_weight >= 0, f"auxiliary_weight must not be negative, got {self.auxiliary_weight}")
-        need(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
-        need(self.cutout >= 0, f"cutout must be 0 (off) or a side in pixels, got {self.cutout}")
-        need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1) (0: validate on the test split), "
-             f"got {self.val_fraction}")
-        need(self.num_workers >= 0, f"num_workers must not be negative, got {self.num_workers}")
-        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("image_size", "init_channels", "layers", "train_subset", "val_subset", "max_train_batches"):
-            value = getattr(self, name)
-            need(value is None or value >= 1, f"{name} must be a positive integer (or unset), got {value}")
-        unknown = [f for f in self.export_formats if f not in EXPORT_FORMATS]
-        need(not unknown, f"unknown export format {', '.join(map(repr, unknown))}; choose from "
-             f"{', '.join(EXPORT_FORMATS)}")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "export_formats": list(self.export_formats)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return settings_from_dict(cls, data, "training")
-
-
-def settings_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
-    """A settings dataclass (``TrainConfig``, ``TaskConfig``) from its ``to_dict()``: unknown
-    names raise :class:`NasError`, missing ones keep their defaults."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise NasError(f"unknown {what} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    if "export_formats" in data:
-        data = {**data, "export_formats": tuple(data["export_formats"])}
-    return cls(**data)
+    def to_dict(self) -> dict:
+        return to_dict(self)
 
 
 def dataset_key(name: str) -> str:
@@ -105,11 +93,34 @@ def dataset_key(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
 
 
-def recipe(dataset: str) -> TrainConfig:
-    """Default settings for ``dataset``: the DARTS recipe for CIFAR-10/100 and image folders; for
-    ``digits`` (1,437 small training images) a network and schedule that train in about a minute
-    on a laptop CPU."""
+CLASSIFICATION_DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+TASK_DATASETS = {"detection": ("shapes", "coco"), "segmentation": ("shapes", "voc")}
+
+
+def recipe(dataset: str, task: str = "classification") -> TrainConfig:
+    """Default settings for ``dataset`` and ``task``.
+
+    Classification: the DARTS recipe for CIFAR-10/100 and image folders; for ``digits`` (1,437
+    small training images) a network and schedule that train in about a minute on a laptop
+    CPU. Detection and segmentation (``shapes``, ``coco``, ``voc``): AdamW with a linear
+    warm-up, then a cosine schedule stepped per batch, on 96-pixel images.
+    """
+    if task not in TASKS:
+        raise NasError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     key = dataset_key(dataset)
+    if task != "classification":
+        if key not in TASK_DATASETS[task]:
+            raise NasError(f"unknown {task} dataset {dataset!r}; choose one of {', '.join(TASK_DATASETS[task])}")
+        return TrainConfig(
+            epochs=3,  # minutes on a 2-core CPU with the small sizes below
+            batch_size=8,
+            lr=2e-3,
+            weight_decay=1e-4,
+            grad_clip=10.0,  # detection losses spike early; 5 slows the first epoch down
+            image_size=96,
+            val_fraction=0.2,  # coco / voc: the held-out share (the shapes scenes have their own)
+            export_formats=("source", "torchscript"),
+        )
     if key in ("cifar10", "cifar100", "imagefolder"):
         return TrainConfig()
     if key == "digits":
@@ -123,4 +134,22 @@ def recipe(dataset: str) -> TrainConfig:
             init_channels=8,
             layers=5,
         )
-    raise NasError(f"unknown dataset {dataset!r}; choose one of digits, cifar10, cifar100, imagefolder")
+    raise NasError(f"unknown dataset {dataset!r}; choose one of {', '.join(CLASSIFICATION_DATASETS)}")
+
+
+def check_config(config: TrainConfig, task: str = "classification") -> TrainConfig:
+    """:func:`nas.config.check` plus what depends on the task; returns ``config``."""
+    check(config)
+    if task != "classification":
+        size = config.image_size
+        if size is None or size < 32 or size % 32:
+            raise NasError(f"image_size must be a multiple of 32 (the backbone's stride), at least 32, got {size}")
+        if config.train_images < config.batch_size:
+            raise NasError(f"train_images ({config.train_images}) must be at least one batch ({config.batch_size})")
+        if task == "detection":
+            unsupported = [f for f in config.export_formats if f not in DETECTION_EXPORTS]
+            if unsupported:
+                raise NasError(f"export format {', '.join(map(repr, unsupported))} is not available for detection; "
+                               f"choose from {', '.join(DETECTION_EXPORTS)}")
+    return config
+

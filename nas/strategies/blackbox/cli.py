@@ -100,16 +100,16 @@ def space_and_evaluator(args: argparse.Namespace) -> tuple[SearchSpace, Evaluato
     space = load_space(args.space)
     measure_latency = "latency_ms" in (args.objectives or "")
     if args.evaluator in ("detection", "segmentation"):
-        from nas.tasks.engine import TaskConfig
-        from nas.tasks.evaluators import make_task_evaluator
+        from nas.evaluators import create_evaluator
+        from nas.train import TrainConfig
 
         dataset = "shapes" if args.dataset == "digits" else args.dataset  # digits: the search's default
-        return space, make_task_evaluator(
+        return space, create_evaluator(
             args.evaluator, head=args.task_head, space=space, dataset=dataset, data_root=args.data_root,
             ann=args.ann, images=args.images, masks=args.masks, num_classes=args.num_classes,
             epochs=args.epochs_per_trial or DEFAULT_EPOCHS_PER_TRIAL, batch_size=args.trial_batch_size,
             init_channels=args.trial_init_channels, device=args.device, seed=args.seed,
-            measure_latency=measure_latency, **parse_settings(args.trial_setting, TaskConfig))
+            measure_latency=measure_latency, **parse_settings(args.trial_setting, TrainConfig))
     if args.task_head is not None:
         raise NasError("--task-head applies to --evaluator detection or segmentation")
     if args.evaluator == "nb201":
