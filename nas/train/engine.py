@@ -478,7 +478,7 @@ def _plan_new(task: str, head: str | None, genotype: Genotype | str | None, back
     if isinstance(genotype, (str, Path)):
         genotype = resolve_genotype(str(genotype))
     if genotype is not None:
-        genotype.validate(load_space(space or genotype.space))
+        genotype.validate(load_space(space or genotype))
     loaded = adapter.load_data(data, cfg)
     spec = adapter.create_spec(genotype, space, loaded, cfg, head=head, backbone=backbone,
                                init_channels=init_channels)
