@@ -15,7 +15,9 @@ from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from nas.builders import build_backbone, build_classifier
+from nas.builders import ModelSpec, backbone_cell_prefixes, build_backbone, build_classifier, heads
+from nas.builders.cells import Cell, ResidualReduction
+from nas.errors import NasError
 from nas.genotype import from_nb201_string, get_reference, random_genotype
 from nas.measure import count_parameters, measure
 
@@ -160,6 +162,32 @@ def test_torchvision_detectors_and_segmenters_take_the_backbone_as_it_is(name):
         model.eval()
         with torch.no_grad():
             assert model(batch)["out"].shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["DARTS_V2", "NB201_RESNET", "MOBILENETV2"])
+def test_backbone_cell_prefixes_name_its_cells_in_order(name):
+    spec = ModelSpec.create(name, task="segmentation", head="unet", num_classes=3, init_channels=4, cells_per_stage=2)
+    backbone = spec.build_backbone()
+    prefixes = backbone_cell_prefixes(spec.space, cells_per_stage=2)
+    modules = dict(backbone.named_modules())
+    assert all(p.endswith(".") and p[:-1] in modules for p in prefixes)
+    if spec.space.kind == "chain":
+        assert len(prefixes) == len(spec.space.stages)
+        assert all(isinstance(modules[p[:-1]], torch.nn.Sequential) for p in prefixes)
+    else:  # two normal cells per stage, and a reduction opening stages 2 to 4
+        assert len(prefixes) == 4 * 2 + 3
+        cells = [m for m in backbone.modules() if isinstance(m, (Cell, ResidualReduction))]
+        assert [modules[p[:-1]] for p in prefixes] == cells  # every cell, in forward order
+    stages = [int(p[len("stage")]) for p in prefixes]
+    assert stages == sorted(stages) and set(stages) == {1, 2, 3, 4}
+
+
+def test_heads_come_from_the_registry():
+    assert heads("detection") == ("fasterrcnn", "retinanet", "fcos")
+    assert heads("segmentation")[:3] == ("fcn", "deeplabv3", "unet")
+    assert heads("classification") == ()
+    with pytest.raises(NasError, match="unknown detector 'yolo'; choose one of fasterrcnn, retinanet, fcos"):
+        ModelSpec.create("DARTS_V2", task="detection", head="yolo", num_classes=3)
 
 
 def test_measure_reports_consistent_numbers():

@@ -16,6 +16,7 @@ from torchvision.models import mobilenet_v3_large, resnet18
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from nas.builders.cells import AuxiliaryHead, Cell, ResidualReduction
+from nas.errors import NasError
 from nas.ops import create_op
 
 
@@ -150,6 +151,7 @@ class ChainClassifier(nn.Module):
 
 
 STRIDES = (4, 8, 16, 32)  # the strides of a backbone's four feature maps
+TORCHVISION_BACKBONES = ("resnet18", "mobilenet_v3_large")
 
 
 class Backbone(nn.Module):
@@ -230,7 +232,7 @@ def chain_backbone(*, stages: list[dict], stem_channels: int = 32, in_channels: 
     return Backbone(stem, bodies, channels)
 
 
-def torchvision_backbone(*, name: str, features: bool = False) -> nn.Module:
+def torchvision_backbone(name: str, features: bool = False) -> nn.Module:
     """A randomly initialised torchvision network declaring its stride-4 .. 32 stages in
     ``feature_info``: ResNet-18 (``layer1`` .. ``layer4``: 64, 128, 256, 512 channels) or
     MobileNetV3-Large's ``features`` (the last block at each stride, ``3``, ``6``, ``12``, ``16``:
@@ -238,6 +240,8 @@ def torchvision_backbone(*, name: str, features: bool = False) -> nn.Module:
     ``create_feature_extractor`` so that ``forward`` returns the four maps. No weights are
     downloaded: these are baselines to train from scratch against a searched backbone.
     """
+    if name not in TORCHVISION_BACKBONES:
+        raise NasError(f"unknown torchvision backbone {name!r}; choose one of {', '.join(TORCHVISION_BACKBONES)}")
     if name == "resnet18":
         model: nn.Module = resnet18(weights=None)
         stages, channels = ["layer1", "layer2", "layer3", "layer4"], [64, 128, 256, 512]
@@ -252,5 +256,4 @@ def torchvision_backbone(*, name: str, features: bool = False) -> nn.Module:
 
 
 BACKBONES = {"cell": cell_backbone, "chain": chain_backbone, "torchvision": torchvision_backbone}
-TORCHVISION_BACKBONES = ("resnet18", "mobilenet_v3_large")
 

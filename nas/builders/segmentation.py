@@ -25,7 +25,7 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
 from nas.builders.detection import check_backbone
-from nas.builders.heads import get_head, register_head
+from nas.builders.heads import get_head, heads, register_head
 from nas.builders.networks import STRIDES
 from nas.errors import NasError
 
@@ -106,12 +106,6 @@ class UNetSegmenter(nn.Module):
         return _resize_to(self.decoder(list(self.backbone(x).values())), x.shape[-2:])
 
 
-@register_head("segmentation", "unet")
-def unet(backbone: nn.Module, num_classes: int, **kw: Any) -> nn.Module:
-    """U-Net decoder over all four levels, with skip connections and learnable upsampling."""
-    return UNetSegmenter(backbone, num_classes)
-
-
 @register_head("segmentation", "fcn")
 def fcn(backbone: nn.Module, num_classes: int, *, feature_stride: int = 32, **kw: Any) -> nn.Module:
     """torchvision's ``FCNHead`` on the map at ``feature_stride``, upsampled bilinearly."""
@@ -126,6 +120,12 @@ def deeplabv3(backbone: nn.Module, num_classes: int, *, feature_stride: int = 32
     info = backbone.feature_info[STRIDES.index(feature_stride)]
     head = DeepLabHead(info["num_chs"], num_classes, atrous_rates=tuple(atrous_rates))
     return HeadSegmenter(backbone, head, info["module"])
+
+
+@register_head("segmentation", "unet")
+def unet(backbone: nn.Module, num_classes: int, **kw: Any) -> nn.Module:
+    """U-Net decoder over all four levels, with skip connections and learnable upsampling."""
+    return UNetSegmenter(backbone, num_classes)
 
 
 def build_segmenter(kind: str, backbone: nn.Module, num_classes: int, *, feature_stride: int = 32,
@@ -143,6 +143,8 @@ def build_segmenter(kind: str, backbone: nn.Module, num_classes: int, *, feature
         model = build_segmenter("deeplabv3", backbone, num_classes=21, feature_stride=16)
         model(torch.zeros(2, 3, 128, 128)).shape  # (2, 21, 128, 128)
     """
+    if kind not in heads("segmentation"):
+        raise NasError(f"unknown segmenter {kind!r}; choose one of {', '.join(heads('segmentation'))}")
     builder = get_head("segmentation", kind)
     if num_classes < 2:
         raise NasError(f"num_classes counts the background and must be at least 2, got {num_classes}")

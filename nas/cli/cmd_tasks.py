@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def task_config_from_args(args: argparse.Namespace, task: str):
     """:class:`TaskConfig` with every option the user set (not None) applied on top of the defaults."""
     from nas.tasks.engine import TaskConfig
-    from nas.tasks.export import parse_task_formats
+    from nas.export import parse_formats
 
     overrides = {name: getattr(args, name) for name in TASK_OPTIONS if getattr(args, name) is not None}
     for name in ("seed", "device"):
@@ -82,7 +82,7 @@ def task_config_from_args(args: argparse.Namespace, task: str):
             overrides[name] = getattr(args, name)
     if "export_formats" in overrides:
         text = overrides["export_formats"].strip().lower()
-        overrides["export_formats"] = () if text == "none" else parse_task_formats(text, task)
+        overrides["export_formats"] = () if text == "none" else parse_formats(text, task)
     return TaskConfig(**overrides)
 
 

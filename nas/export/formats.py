@@ -38,9 +38,10 @@ def formats_for(task: str) -> tuple[str, ...]:
     return tuple(name for name, fmt in FORMATS.items() if task in fmt.tasks)
 
 
-def parse_formats(formats: str | Sequence[str], task: str = "classification") -> tuple[str, ...]:
-    """``"all"``, ``"source,onnx"`` or a list of names -> the formats of ``task``, in order, once each."""
-    allowed = formats_for(task)
+def parse_formats(formats: str | Sequence[str], task: str | None = "classification") -> tuple[str, ...]:
+    """``"all"``, ``"source,onnx"`` or a list of names -> the formats of ``task`` (``None``: of any
+    task), in order, once each."""
+    allowed = tuple(FORMATS) if task is None else formats_for(task)
     names = [formats] if isinstance(formats, str) else list(formats)
     parsed: list[str] = []
     for name in (part.strip().lower() for item in names for part in str(item).split(",") if part.strip()):

@@ -116,6 +116,8 @@ class _Writer:
         tree = ast.parse(source).body[0]
         # leave out decorators (registrations): the tables of the exported file register instead
         source = "\n".join(source.splitlines()[tree.lineno - 1:])
+        if hasattr(tree, "decorator_list"):
+            tree.decorator_list = []
         module = sys.modules[obj.__module__]
         for ref in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {name}):
             self._resolve(ref, module, obj)

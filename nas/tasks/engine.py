@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from nas.builders import ModelSpec
-from nas.builders.spec import check_head
+from nas.builders.spec import backbone_cell_prefixes, check_head
 from nas.checkpoint import copy_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nas.data.tasks import (
     CocoDetection,
@@ -182,14 +182,15 @@ def backbone_weight_names(space: SearchSpace, *, classifier_layers: int | None, 
     backbone's last stage (stride 32) has no counterpart. Chain spaces: ``body.stages.i`` is
     ``blocks.i``. The stems differ (one stride-1 conv vs two stride-2 convs) and are not mapped.
     """
+    prefixes = backbone_cell_prefixes(space, cells_per_stage=cells_per_stage)
     if space.kind == "chain":
-        return {f"blocks.{i}.": f"body.stages.{i}." for i in range(chain_stages)}
+        return {prefixes[i]: f"body.stages.{i}." for i in range(chain_stages)}
     assert classifier_layers is not None
     r1, r2 = classifier_layers // 3, 2 * classifier_layers // 3
     classifier = _stage_indices([i in (r1, r2) for i in range(classifier_layers)])
     n = cells_per_stage
     backbone = _stage_indices(([False] * n + [True]) * 3 + [False] * n)
-    return {f"blocks.{b}.": f"body.cells.{c}."
+    return {prefixes[b]: f"body.cells.{c}."
             for b_stage, c_stage in zip(backbone, classifier) for b, c in zip(b_stage, c_stage)}
 
 
@@ -659,14 +660,14 @@ def load_task_model(path: str | Path) -> tuple[nn.Module, ModelSpec, dict[str, A
 
 def _finish(run: Run, plan: _Plan, model: nn.Module, records: list[dict[str, Any]], best: dict[str, Any],
             transfer: Transfer | None, progress: bool) -> TaskResult:
-    from nas.tasks.export import export_task_model
+    from nas.export import export
 
     model.eval()
     spec = plan.spec
     objective = OBJECTIVES[spec.task]
     exports: dict[str, Path] = {}
     if plan.config.export_formats:
-        exports = export_task_model(model, spec, plan.config.export_formats, run.path / "export", name=plan.label)
+        exports = export(model, plan.config.export_formats, run.path / "export", spec=spec, name=plan.label)
     metrics = {**records[-1], f"best_{objective}": best[objective], "best_epoch": best["epoch"]}
     run.write_json("result.json", {"metrics": metrics, "exports": {k: str(v) for k, v in exports.items()}})
     if progress:
