@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from nas.builders import detection, segmentation  # noqa: F401  (register the heads)
+import nas.builders.detection  # noqa: F401  (registers the detectors)
+import nas.builders.segmentation  # noqa: F401  (registers the segmentation heads)
 from nas.builders.heads import HEADS
-from nas.builders.networks import BACKBONES, ChainClassifier, CellClassifier
+from nas.builders.networks import BACKBONES, CellClassifier, ChainClassifier
 
 
 def build(arch: dict) -> nn.Module:

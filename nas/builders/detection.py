@@ -93,8 +93,8 @@ def _anchor_sizes(anchor_size: int, levels: int) -> list[int]:
 
 
 @register_head("detection", "fasterrcnn")
-def fasterrcnn(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64, returned_layers: Sequence[int] = (0, 1, 2, 3),
-               anchor_size: int = 16, **kw: Any) -> nn.Module:
+def fasterrcnn(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64,
+               returned_layers: Sequence[int] = (0, 1, 2, 3), anchor_size: int = 16, **kw: Any) -> nn.Module:
     """Faster R-CNN on all four levels plus a max-pooled one, as in torchvision; aspect ratios 0.5, 1, 2."""
     levels = list(returned_layers)
     fpn = _fpn(backbone, levels, fpn_channels, "pool")
@@ -110,8 +110,8 @@ def fasterrcnn(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64,
 
 
 @register_head("detection", "retinanet")
-def retinanet(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64, returned_layers: Sequence[int] = (1, 2, 3),
-              anchor_size: int = 16, **kw: Any) -> nn.Module:
+def retinanet(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64,
+              returned_layers: Sequence[int] = (1, 2, 3), anchor_size: int = 16, **kw: Any) -> nn.Module:
     """RetinaNet from stride 8 with P6/P7, as in its paper; three octave scales per anchor size."""
     levels = list(returned_layers)
     fpn = _fpn(backbone, levels, fpn_channels, "p6p7")

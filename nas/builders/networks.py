@@ -61,7 +61,8 @@ class CellStack(nn.Module):
         return s1
 
 
-def _conv_bn_act(C_in: int, C_out: int, kernel: int, stride: int, act: type[nn.Module] | None = None) -> list[nn.Module]:
+def _conv_bn_act(C_in: int, C_out: int, kernel: int, stride: int,
+                 act: type[nn.Module] | None = None) -> list[nn.Module]:
     layers = [nn.Conv2d(C_in, C_out, kernel, stride, (kernel - 1) // 2, bias=False), nn.BatchNorm2d(C_out)]
     return layers + ([act(inplace=True)] if act else [])
 
@@ -201,7 +202,8 @@ def cell_backbone(*, cells: dict, inputs: int, init_channels: int, reduction: st
     """A stride-4 stem (two stride-2 convs), then four stages of ``cells_per_stage`` normal cells,
     each stage after the first opening with a reduction cell."""
     C_stem = stem_multiplier * init_channels
-    stem = nn.Sequential(*_conv_bn_act(in_channels, C_stem // 2, 3, 2, nn.ReLU), *_conv_bn_act(C_stem // 2, C_stem, 3, 2))
+    stem = nn.Sequential(*_conv_bn_act(in_channels, C_stem // 2, 3, 2, nn.ReLU),
+                         *_conv_bn_act(C_stem // 2, C_stem, 3, 2))
     stages, channels = [], []
     C, C_in = init_channels, C_stem
     for k in range(4):

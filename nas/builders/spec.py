@@ -144,7 +144,8 @@ class ModelSpec:
                       "in_channels": self.in_channels}
             if self.space.kind == "chain":
                 return {**common, "stages": _stages(self.genotype, self.space),
-                        "stem_channels": int(net.get("stem_channels", 32)), "stem_stride": int(net.get("stem_stride", 1)),
+                        "stem_channels": int(net.get("stem_channels", 32)),
+                        "stem_stride": int(net.get("stem_stride", 1)),
                         "head_channels": int(net.get("head_channels", 1280)), "dropout": 0.2}
             return {**common, "cells": _cells(self.genotype), "inputs": self.space.inputs,
                     "init_channels": self.init_channels, "layers": self.layers,
@@ -247,7 +248,8 @@ def _backbone_arch(genotype: Genotype, space: SearchSpace, *, init_channels: int
                 "stem_channels": int(space.network.get("stem_channels", 32)), "in_channels": in_channels}
     net = space.network
     return {"kind": "cell", "cells": _cells(genotype), "inputs": space.inputs,
-            "init_channels": init_channels or int(net.get("init_channels", 16)), "reduction": net.get("reduction", "cell"),
+            "init_channels": init_channels or int(net.get("init_channels", 16)),
+            "reduction": net.get("reduction", "cell"),
             "stem_multiplier": int(net.get("stem_multiplier", 3)), "cells_per_stage": cells_per_stage,
             "in_channels": in_channels}
 

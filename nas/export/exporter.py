@@ -26,8 +26,8 @@ from nas.builders.spec import ModelSpec
 from nas.checkpoint import load_model
 from nas.data.tasks import ShapesDataset
 from nas.errors import NasError
-from nas.export import source as source_export
 from nas.export.formats import FORMATS, parse_formats
+from nas.export.source import import_source, needs_torchvision, source_text, write_source
 
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)
 MANIFEST = "manifest.json"
@@ -113,8 +113,7 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         reference = _run_model(job)
     if task != "detection" and not isinstance(reference, torch.Tensor):
         raise NasError("export needs a model whose eval-mode forward returns one tensor (a classifier's logits)")
-    # the source text fails (an op it cannot copy) before anything is written
-    vision = spec is not None and source_export.needs_torchvision(source_export.source_text(spec))
+    vision = _needs_torchvision(spec, strict="source" in names)  # fails before anything is written
     if "source" in names:
         if task == "classification" and vision:
             warnings.warn("the standalone source imports torchvision (torchvision.ops.DeformConv2d for the "
@@ -149,6 +148,19 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(manifest_path)
     return results
+
+
+def _needs_torchvision(spec: ModelSpec | None, *, strict: bool) -> bool:
+    """Whether the model's source imports torchvision; the source export's errors (an op it
+    cannot copy) are raised when ``strict``, else they only concern a format not asked for."""
+    if spec is None:
+        return False
+    try:
+        return needs_torchvision(source_text(spec))
+    except NasError:
+        if strict:
+            raise
+        return False
 
 
 def _writer(fmt: str) -> Callable[[ExportJob], Artifact]:
@@ -274,8 +286,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 # -- the writers of the built-in formats (registered in nas.export.formats) --------------------------------
 def write_source_format(job: ExportJob) -> Artifact:
     size = job.example.shape[-1] if job.task == "classification" else None
-    files = source_export.write_source(job.spec, job.model.state_dict(), job.out, title=job.name, input_size=size)
-    network = source_export.import_source(files[0]).load(files[1])
+    files = write_source(job.spec, job.model.state_dict(), job.out, title=job.name, input_size=size)
+    network = import_source(files[0]).load(files[1])
     return Artifact(files, network, "the written model.py imported and run with model.safetensors",
                     pyramid=network.backbone if job.task == "detection" else None)
 
