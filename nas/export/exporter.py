@@ -228,7 +228,7 @@ def _inputs(spec: ModelSpec | None, example: torch.Tensor | None, size: int | No
     task = spec.task if spec is not None else "classification"
     if task == "detection":
         if example is not None:
-            images = list(example)
+            images = [image.detach().to("cpu", torch.float32) for image in example]
         else:
             data = ShapesDataset(2, image_size=spec.image_size, seed=EXAMPLE_SEED)
             images = [data[i][0] for i in range(2)]
