@@ -2,13 +2,21 @@ from __future__ import annotations
 
 import csv
 import random
-from collections import defaultdict
 
 import pytest
 import torch
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.models.segmentation import FCN, DeepLabV3
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from nas.builders import build_backbone, build_classifier
+from nas.builders import ModelSpec, backbone_cell_prefixes, build_backbone, build_classifier, heads
+from nas.builders.cells import Cell, ResidualReduction
+from nas.errors import NasError
 from nas.genotype import from_nb201_string, get_reference, random_genotype
 from nas.measure import count_parameters, measure
 
@@ -91,14 +99,94 @@ def test_nb201_parameter_counts_against_the_benchmark():
 @pytest.mark.parametrize("name", ["DARTS_V2", "RESIDUAL", "NB201_RESNET", "MOBILENETV2"])
 def test_backbone_declares_its_features_and_feeds_fpn(name):
     genotype = get_reference(name)
-    backbone = build_backbone(genotype, init_channels=4, cells_per_stage=1)
-    feats = backbone(torch.randn(2, 3, 64, 64))
-    assert list(feats) == ["0", "1", "2", "3"]
-    for f, c, s in zip(feats.values(), backbone.out_channels_list, backbone.strides):
-        assert f.shape == (2, c, 64 // s, 64 // s)
-    assert [i["stride"] for i in backbone.feature_info] == [4, 8, 16, 32]
-    fpn = FeaturePyramidNetwork(backbone.out_channels_list, 16)
+    backbone = build_backbone(genotype, init_channels=4, cells_per_stage=1).eval()
+    x = torch.randn(2, 3, 64, 64)
+    feats = backbone(x)
+    names = [info["module"] for info in backbone.feature_info]
+    assert list(feats) == names == ["stage1", "stage2", "stage3", "stage4"]
+    assert [name for name, _ in backbone.named_children()] == ["stem", *names]
+    for f, info in zip(feats.values(), backbone.feature_info):
+        assert f.shape == (2, info["num_chs"], 64 // info["reduction"], 64 // info["reduction"])
+    assert [i["reduction"] for i in backbone.feature_info] == [4, 8, 16, 32]
+    assert backbone.out_channels == backbone.feature_info[-1]["num_chs"]
+    fpn = FeaturePyramidNetwork([info["num_chs"] for info in backbone.feature_info], 16)
     assert all(v.shape[1] == 16 for v in fpn(feats).values())
+    # torchvision's feature extraction takes the same maps by stage name
+    extracted = create_feature_extractor(backbone, {n: n for n in names})(x)
+    assert all(torch.equal(extracted[n], feats[n]) for n in names)
+
+
+@pytest.mark.parametrize("name", ["DARTS_V2", "MOBILENETV2"])
+def test_torchvision_detectors_and_segmenters_take_the_backbone_as_it_is(name):
+    """torchvision's own classes and defaults only: BackboneWithFPN over the named stages,
+    FasterRCNN / RetinaNet / FCOS on it, DeepLabV3 / FCN on a feature extractor."""
+    torch.manual_seed(0)
+    backbone = build_backbone(get_reference(name), init_channels=4, cells_per_stage=1)
+    info = backbone.feature_info
+
+    def with_fpn(levels, extra):
+        return BackboneWithFPN(backbone, return_layers={info[i]["module"]: str(i) for i in levels},
+                               in_channels_list=[info[i]["num_chs"] for i in levels], out_channels=32,
+                               extra_blocks=extra)
+
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 48)]
+    targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[10.0, 10.0, 40.0, 30.0]]), "labels": torch.tensor([2])}]
+    small = {"min_size": 64, "max_size": 64}
+    detectors = [FasterRCNN(with_fpn([0, 1, 2, 3], LastLevelMaxPool()), num_classes=3, **small),
+                 RetinaNet(with_fpn([1, 2, 3], LastLevelP6P7(32, 32)), num_classes=3, **small),
+                 FCOS(with_fpn([1, 2, 3], LastLevelP6P7(32, 32)), num_classes=3, **small)]
+    for model in detectors:
+        model.train()
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        assert torch.isfinite(loss), type(model).__name__
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            out = model(images)
+        assert len(out) == 2 and all(o["boxes"].shape[-1] == 4 for o in out), type(model).__name__
+
+    batch = torch.rand(2, 3, 64, 64)
+    segmenters = [
+        DeepLabV3(create_feature_extractor(backbone, {"stage4": "out", "stage3": "aux"}),
+                  DeepLabHead(backbone.out_channels, 3), FCNHead(info[2]["num_chs"], 3)),
+        FCN(create_feature_extractor(backbone, {"stage4": "out"}), FCNHead(backbone.out_channels, 3)),
+    ]
+    for model in segmenters:
+        model.train()
+        out = model(batch)
+        assert out["out"].shape == (2, 3, 64, 64), type(model).__name__
+        out["out"].logsumexp(1).mean().backward()
+        model.eval()
+        with torch.no_grad():
+            assert model(batch)["out"].shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["DARTS_V2", "NB201_RESNET", "MOBILENETV2"])
+def test_backbone_cell_prefixes_name_its_cells_in_order(name):
+    spec = ModelSpec.create(name, task="segmentation", head="unet", num_classes=3, init_channels=4, cells_per_stage=2)
+    backbone = spec.build_backbone()
+    prefixes = backbone_cell_prefixes(spec.space, cells_per_stage=2)
+    modules = dict(backbone.named_modules())
+    assert all(p.endswith(".") and p[:-1] in modules for p in prefixes)
+    if spec.space.kind == "chain":
+        assert len(prefixes) == len(spec.space.stages)
+        assert all(isinstance(modules[p[:-1]], torch.nn.Sequential) for p in prefixes)
+    else:  # two normal cells per stage, and a reduction opening stages 2 to 4
+        assert len(prefixes) == 4 * 2 + 3
+        cells = [m for m in backbone.modules() if isinstance(m, (Cell, ResidualReduction))]
+        assert [modules[p[:-1]] for p in prefixes] == cells  # every cell, in forward order
+    stages = [int(p[len("stage")]) for p in prefixes]
+    assert stages == sorted(stages) and set(stages) == {1, 2, 3, 4}
+
+
+def test_heads_come_from_the_registry():
+    assert heads("detection") == ("fasterrcnn", "retinanet", "fcos")
+    assert heads("segmentation")[:3] == ("fcn", "deeplabv3", "unet")
+    assert heads("classification") == ()
+    with pytest.raises(NasError, match="unknown detector 'yolo'; choose one of fasterrcnn, retinanet, fcos"):
+        ModelSpec.create("DARTS_V2", task="detection", head="yolo", num_classes=3)
 
 
 def test_measure_reports_consistent_numbers():

@@ -14,12 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from nas.builders import ModelSpec
+from nas.builders import ModelSpec, register_head
+from nas.checkpoint import save_checkpoint
 from nas.cli import main
 from nas.errors import NasError
-from nas.export import TOLERANCE, export, import_source
+from nas.export import TOLERANCE, export, formats_for, import_source
 from nas.genotype import CellGenotype, Genotype, get_reference
-from nas.ops import list_ops
+from nas.ops import list_ops, register
 from nas.space import space_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,41 @@ TINY_CHAIN = space_from_dict({
 TINY_CHAIN_GENOTYPE = Genotype("tinychain", stages=(
     ("inverted_residual_k3_e1",), ("inverted_residual_k5_e3_se", "inverted_residual_k3_e3"),
     ("inverted_residual_k5_e1_se", "inverted_residual_k3_e3_se")))
+
+
+class GatedConv(nn.Module):
+    """An op defined outside the package: a 3x3 conv whose output a learned sigmoid gate scales."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, gate: float = 0.0):
+        super().__init__()
+        self.conv = nn.Conv2d(C_in, C_out, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+        self.gate = nn.Parameter(torch.full((1, C_out, 1, 1), gate))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(torch.relu(x))) * torch.sigmoid(self.gate)
+
+
+register("gated_conv_3x3", "3x3 conv with a learned sigmoid gate (registered by the export tests)", gate=0.5)(GatedConv)
+
+
+class MeanSegmenter(nn.Module):
+    """A head defined outside the package: 1x1 conv logits on the stride-8 map, upsampled."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.feature = backbone.feature_info[1]["module"]
+        self.classify = nn.Conv2d(backbone.feature_info[1]["num_chs"], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.classify(self.backbone(x)[self.feature])
+        return nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@register_head("segmentation", "mean_toy")
+def mean_toy(backbone: nn.Module, num_classes: int, **options) -> nn.Module:
+    return MeanSegmenter(backbone, num_classes)
 
 
 @pytest.fixture(autouse=True)
@@ -224,3 +260,98 @@ def test_bad_export_inputs(tmp_path, capsys):
     assert main(["export", "DARTS_V2", "--format", "keras", "--out", str(tmp_path / "e")]) == 2
     assert "unknown export format 'keras'" in capsys.readouterr().err
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_an_op_and_a_head_registered_here_export_as_source(tmp_path):
+    space = space_from_dict({"name": "gated", "kind": "cell", "ops": ["gated_conv_3x3", "skip_connect"],
+                             "cell": {"inputs": 2, "nodes": 2, "edges_per_node": 2},
+                             "network": {"init_channels": 4, "layers": 3}})
+    cell = CellGenotype(((("gated_conv_3x3", 0), ("skip_connect", 1)), (("gated_conv_3x3", 2), ("gated_conv_3x3", 1))),
+                        space.default_concat())
+    genotype = Genotype.from_cells("gated", normal=cell, reduction=cell)
+    spec = ModelSpec.create(genotype, space, init_channels=4, layers=3)
+    model = trained_like(spec, seed=2)
+    export(model, "source", tmp_path / "cls", example_input=torch.randn(2, 3, 16, 16), spec=spec)
+    text = (tmp_path / "cls" / "model.py").read_text()
+    assert "class GatedConv(nn.Module):" in text and "'gated_conv_3x3': (GatedConv, {'gate': 0.5})" in text
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert (import_source(tmp_path / "cls" / "model.py").load()(x) - model(x)).abs().max().item() <= TOLERANCE
+
+    seg = ModelSpec.create(genotype, space, task="segmentation", head="mean_toy", num_classes=3, init_channels=4,
+                           image_size=32)
+    model = trained_like(seg, seed=4)
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    paths = export(model, "source,pt2", tmp_path / "seg", spec=seg)
+    assert set(paths) == {"source", "pt2"}
+    manifest = json.loads((tmp_path / "seg" / "manifest.json").read_text())
+    assert all(entry["max_abs_diff"] <= TOLERANCE for entry in manifest["formats"].values())
+    assert manifest["requires"] == ["torch"] and manifest["task"] == "segmentation"
+    text = (tmp_path / "seg" / "model.py").read_text()
+    assert "class MeanSegmenter(nn.Module):" in text and "'mean_toy': mean_toy" in text
+    assert "@register_head" not in text and "register(" not in text
+
+
+def _fake_run(path: Path, kind: str, spec: ModelSpec) -> Path:
+    """A run folder as `nas detect` / `nas segment` / `nas train` leave it, with fresh weights."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"kind": kind, "label": "fake"}))
+    torch.manual_seed(0)
+    save_checkpoint(path / "checkpoints" / "last.pt", {"model": spec.build().state_dict(), "spec": spec.to_dict()})
+    return path
+
+
+def test_nas_export_of_detect_segment_and_search_runs(tmp_path, capsys):
+    detect = ModelSpec.create("NB201_RESNET", task="detection", head="retinanet", num_classes=4, init_channels=4,
+                              image_size=64)
+    run = _fake_run(tmp_path / "detect", "detect", detect)
+    assert main(["export", str(run), "--format", "all"]) == 0
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == set(formats_for("detection")) == {"source", "torchscript"}
+    assert all(entry["max_abs_diff"] <= TOLERANCE for entry in manifest["formats"].values())
+    assert manifest["task"] == "detection" and manifest["model"]["head"] == "retinanet"
+    exported = import_source(run / "export" / "model.py").load()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert len(exported([image])) == 1
+    assert main(["export", str(run), "--format", "pt2", "--out", str(tmp_path / "pt2")]) == 2
+    assert "not available for detection" in capsys.readouterr().err
+
+    segment = ModelSpec.create("DARTS_V2", task="segmentation", head="unet", num_classes=3, init_channels=4,
+                               image_size=32)
+    run = _fake_run(tmp_path / "segment", "segment", segment)
+    assert main(["export", str(run), "--format", "source,onnx"]) == 0
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"source", "onnx"} and manifest["requires"] == ["torch"]
+
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "config.json").write_text(json.dumps({"kind": "random"}))
+    get_reference("NB201_RESNET").save(search / "genotype.json")
+    capsys.readouterr()
+    assert main(["export", str(search), "--init-channels", "4", "--layers", "5", "--out", str(tmp_path / "g")]) == 0
+    assert "untrained" in capsys.readouterr().out
+    assert (tmp_path / "g" / "model.py").is_file()
+
+
+def test_nas_export_refuses_what_is_no_run_and_foreign_folders(tmp_path, capsys):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("not a run")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    for folder, message in ((plain, "not a run folder"), (damaged, "damaged")):
+        assert main(["export", str(folder), "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    spec = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
+    with pytest.raises(NasError, match="not an earlier export"):
+        export(spec.build(), "source", plain, spec=spec)
+    assert sorted(p.name for p in plain.iterdir()) == ["notes.txt"]
+    assert not (tmp_path / "x").exists()
+    # an earlier export is added to: its other formats stay in the manifest
+    export(spec.build(), "source", tmp_path / "ok", spec=spec)
+    export(spec.build(), "torchscript", tmp_path / "ok", spec=spec)
+    assert set(json.loads((tmp_path / "ok" / "manifest.json").read_text())["formats"]) == {"source", "torchscript"}

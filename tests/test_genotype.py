@@ -2,13 +2,23 @@ from __future__ import annotations
 
 import csv
 import itertools
+from pathlib import Path
 
 import networkx as nx
 import pytest
 
 from nas.errors import NasError
-from nas.genotype import (REFERENCES, CellGenotype, Genotype, from_nb201_string, get_reference, mutate,
-                          random_genotype, resolve_genotype, to_nb201_string)
+from nas.genotype import (
+    REFERENCES,
+    CellGenotype,
+    Genotype,
+    from_nb201_string,
+    get_reference,
+    mutate,
+    random_genotype,
+    resolve_genotype,
+    to_nb201_string,
+)
 from nas.space import load_space
 
 from .conftest import shared_data

@@ -111,7 +111,7 @@ def test_wheel_contains_the_space_files(tmp_path):
 
 
 def test_space_kinds_are_a_registry(tmp_path):
-    from nas.space import SearchSpace, get_space_kind, register_space_kind, space_kinds
+    from nas.space import get_space_kind, register_space_kind, space_kinds
 
     assert space_kinds()[:2] == ["cell", "chain"]
     assert get_space_kind("cell").read is not None

@@ -130,7 +130,7 @@ def test_transfer_from_classification_run(tmp_path):
     state = task_backbone(model).state_dict()
     for name in transfer.loaded:
         assert torch.equal(state[name], source[transfer.mapping[name]])
-    assert transfer.mapping["blocks.2.preprocess0.conv_1.weight"] == "body.cells.2.preprocess0.conv_1.weight"
+    assert transfer.mapping["stage2.cells.1.preprocess0.conv_1.weight"] == "body.cells.2.preprocess0.conv_1.weight"
 
     # through the training function: the genotype and width come from the classification run
     result = train_segmenter(head="fcn", init_from=classification.run, config=TINY, out=tmp_path / "seg",

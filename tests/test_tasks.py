@@ -13,7 +13,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nas.builders.detection import BackboneFPN, build_detector, torchvision_backbone
+from nas.builders.detection import backbone_fpn, build_detector, pyramid_strides
+from nas.builders.networks import torchvision_backbone
 from nas.builders.segmentation import build_segmenter
 from nas.data.tasks import (
     CocoDetection,
@@ -34,27 +35,26 @@ SIZE = 64
 
 
 class TinyBackbone(nn.Module):
-    """Four strided conv stages (8/16/24/32 channels) honouring the backbone contract."""
+    """Four strided conv stages (8/16/24/32 channels) declaring themselves in ``feature_info``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.out_channels_list = [8, 16, 24, 32]
-        self.strides = [4, 8, 16, 32]
-        self.stem = nn.Sequential(
+        channels = [8, 16, 24, 32]
+        self.feature_info = [{"module": f"stage{i + 1}", "num_chs": c, "reduction": 4 * 2**i}
+                             for i, c in enumerate(channels)]
+        self.stage1 = nn.Sequential(
             nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
             nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         )
-        self.stages = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
-            for c_in, c_out in zip(self.out_channels_list, self.out_channels_list[1:])
-        )
+        for i, (c_in, c_out) in enumerate(zip(channels, channels[1:]), start=2):
+            stage = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
+            self.add_module(f"stage{i}", stage)
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        x = self.stem(x)
-        features = OrderedDict([("0", x)])
-        for i, stage in enumerate(self.stages, start=1):
-            x = stage(x)
-            features[str(i)] = x
+        features = OrderedDict()
+        for info in self.feature_info:
+            x = getattr(self, info["module"])(x)
+            features[info["module"]] = x
         return features
 
 
@@ -75,30 +75,35 @@ def _detection_batch(seed: int = 0) -> tuple[list[torch.Tensor], list[dict]]:
 def test_backbone_contract_of_torchvision_wrappers():
     x = torch.zeros(1, 3, SIZE, SIZE)
     for name in ("resnet18", "mobilenet_v3_large"):
-        backbone = torchvision_backbone(name).eval()
+        backbone = torchvision_backbone(name, features=True).eval()
         features = backbone(x)
-        assert list(features) == ["0", "1", "2", "3"]
-        assert [f.shape[1] for f in features.values()] == backbone.out_channels_list
-        assert [SIZE // f.shape[-1] for f in features.values()] == backbone.strides == [4, 8, 16, 32]
+        assert list(features) == [info["module"] for info in backbone.feature_info]
+        assert [f.shape[1] for f in features.values()] == [info["num_chs"] for info in backbone.feature_info]
+        assert [SIZE // f.shape[-1] for f in features.values()] == [i["reduction"] for i in backbone.feature_info] \
+            == [4, 8, 16, 32]
+        # without features=True: torchvision's own module, whose named stages hold the same maps
+        raw = torchvision_backbone(name)
+        assert {info["module"] for info in raw.feature_info} <= {n for n, _ in raw.named_children()}
     with pytest.raises(NasError, match="vgg"):
         torchvision_backbone("vgg")
 
 
 def test_backbone_fpn_levels_and_contract_errors():
     x = torch.zeros(1, 3, SIZE, SIZE)
-    fpn = BackboneFPN(TinyBackbone(), out_channels=16)
+    fpn = backbone_fpn(TinyBackbone(), out_channels=16)
     out = fpn(x)
     assert list(out) == ["0", "1", "2", "3", "pool"]
-    assert fpn.strides == [4, 8, 16, 32, 64]
-    assert all(f.shape[1] == 16 for f in out.values())
-    fpn = BackboneFPN(TinyBackbone(), out_channels=16, extra_blocks="p6p7", returned_layers=[1, 2, 3])
+    assert [SIZE // f.shape[-1] for f in out.values()] == pyramid_strides([0, 1, 2, 3], "pool") == [4, 8, 16, 32, 64]
+    assert all(f.shape[1] == 16 for f in out.values()) and fpn.out_channels == 16
+    fpn = backbone_fpn(TinyBackbone(), out_channels=16, extra_blocks="p6p7", returned_layers=[1, 2, 3])
     out = fpn(x)
     assert list(out) == ["1", "2", "3", "p6", "p7"]
-    assert [SIZE // f.shape[-1] for f in list(out.values())[:4]] == fpn.strides[:4] == [8, 16, 32, 64]
-    with pytest.raises(NasError, match="out_channels_list"):
-        BackboneFPN(nn.Conv2d(3, 8, 3))
+    assert [SIZE // f.shape[-1] for f in list(out.values())[:4]] == pyramid_strides([1, 2, 3], "p6p7")[:4] \
+        == [8, 16, 32, 64]
+    with pytest.raises(NasError, match="feature_info"):
+        backbone_fpn(nn.Conv2d(3, 8, 3))
     with pytest.raises(NasError, match="returned_layers"):
-        BackboneFPN(TinyBackbone(), returned_layers=[2, 1])
+        backbone_fpn(TinyBackbone(), returned_layers=[2, 1])
     with pytest.raises(NasError, match="unknown detector"):
         build_detector("yolo", TinyBackbone(), 4)
     # One anchor size per pyramid level, whatever the number of levels.
@@ -145,7 +150,7 @@ def test_detector_on_resnet18_and_evaluate_detector():
     loss = sum(model(images, targets).values())
     assert torch.isfinite(loss)
     loss.backward()
-    _assert_backbone_gradients(backbone)
+    _assert_backbone_gradients(model.backbone.body)  # the stages the FPN reads (not ResNet's classifier)
     loader = DataLoader(ShapesDataset(2, image_size=SIZE, seed=5), batch_size=2, collate_fn=collate_detection)
     metrics = evaluate_detector(model, loader, "cpu")
     assert set(metrics) == {"map", "map50", "map75"}
@@ -181,7 +186,7 @@ def test_segmenter_train_step_and_inference(kind):
 
 def test_segmenter_on_resnet18_and_options():
     torch.manual_seed(0)
-    backbone = torchvision_backbone("resnet18")
+    backbone = torchvision_backbone("resnet18", features=True)  # forward returns the four maps
     model = build_segmenter("unet", backbone, 3)
     images = torch.rand(2, 3, SIZE, SIZE)
     logits = model(images)

@@ -1,10 +1,14 @@
-"""Cells and the blocks between them, built from a genotype as plain static modules."""
+"""Cells and the blocks between them, built from plain data as static modules.
+
+A cell is described as ``{"nodes": [[[op, source], ...], ...], "concat": [...]}`` (what
+:meth:`nas.builders.ModelSpec.arch` writes from a validated genotype): these classes read only
+ints, strings and lists, so the source export copies them as they are.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from nas.genotype import CellGenotype
 from nas.ops import create_op
 from nas.ops.conv import FactorizedReduce, ReLUConvBN
 
@@ -24,7 +28,7 @@ class Cell(nn.Module):
     Edges from the cell inputs have stride 2 in a reduction cell.
     """
 
-    def __init__(self, genotype: CellGenotype, *, inputs: int, C_pp: int, C_p: int, C: int,
+    def __init__(self, cell: dict, *, inputs: int, C_pp: int, C_p: int, C: int,
                  reduction: bool, reduction_prev: bool):
         super().__init__()
         self.inputs = inputs
@@ -34,7 +38,7 @@ class Cell(nn.Module):
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1) if C_p != C else nn.Identity()
         self.ops = nn.ModuleList()
         self.wiring: list[list[tuple[int, int]]] = []  # per node: (source, index into self.ops)
-        for node_edges in genotype.nodes:
+        for node_edges in cell["nodes"]:
             wires = []
             for op, src in node_edges:
                 if op == "none":  # contributes zeros: build nothing
@@ -43,7 +47,7 @@ class Cell(nn.Module):
                 wires.append((src, len(self.ops)))
                 self.ops.append(create_op(op, C, C, stride))
             self.wiring.append(wires)
-        self.concat = list(genotype.concat)
+        self.concat = list(cell["concat"])
         self.C = C
         self.out_channels = C * len(self.concat)
         self.drop_prob = 0.0

@@ -1,20 +1,23 @@
-"""Networks from genotypes: a classifier and a multi-scale backbone, for cell and chain spaces.
+"""Networks from plain data: classifiers and multi-scale backbones, for cell and chain spaces.
 
 Both are built from the same pieces: a stem, a sequence of cells (or inverted-residual blocks)
-with reductions, and a head (classifier) or feature taps (backbone).
+with reductions, and a head (classifier) or named stages (backbone). The classes read only
+ints, strings, lists and dicts (what :meth:`nas.builders.ModelSpec.arch` writes once the
+genotype is validated), so the source export copies them as they are.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet18
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from nas.builders.cells import AuxiliaryHead, Cell, ResidualReduction
 from nas.errors import NasError
-from nas.genotype import Genotype
 from nas.ops import create_op
-from nas.space import SearchSpace, load_space
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:
@@ -25,33 +28,41 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
 class CellStack(nn.Module):
     """Cells in sequence; ``plan[i]`` says whether layer ``i`` halves the grid (doubling C).
 
-    Returns the outputs of the layers listed in ``taps`` (or only the last one).
+    ``cells`` holds the ``"normal"`` and ``"reduction"`` cell descriptions; ``reduction ==
+    "residual"`` puts NAS-Bench-201's residual block in place of reduction cells. ``forward(x)``
+    gives ``x`` to the first cell as both of its inputs and returns the last cell's output.
     """
 
-    def __init__(self, genotype: Genotype, space: SearchSpace, *, C: int, C_stem: int, plan: list[bool]):
+    def __init__(self, cells: dict, *, inputs: int, reduction: str, C: int, C_in: int, plan: list[bool]):
         super().__init__()
-        residual = space.network.get("reduction") == "residual"
         self.cells = nn.ModuleList()
-        C_pp, C_p, C_curr, reduction_prev = C_stem, C_stem, C, False
+        C_pp, C_p, C_curr, reduction_prev = C_in, C_in, C, False
         self.channels: list[int] = []
-        for reduction in plan:
-            if reduction:
+        for reduces in plan:
+            if reduces:
                 C_curr *= 2
-            if reduction and residual:
+            if reduces and reduction == "residual":
                 cell: nn.Module = ResidualReduction(C_p, C_curr)
             else:
-                cell = Cell(genotype.cell("reduction" if reduction else "normal"), inputs=space.inputs,
-                            C_pp=C_pp, C_p=C_p, C=C_curr, reduction=reduction, reduction_prev=reduction_prev)
+                cell = Cell(cells["reduction" if reduces else "normal"], inputs=inputs, C_pp=C_pp, C_p=C_p,
+                            C=C_curr, reduction=reduces, reduction_prev=reduction_prev)
             self.cells.append(cell)
-            C_pp, C_p, reduction_prev = C_p, cell.out_channels, reduction
+            C_pp, C_p, reduction_prev = C_p, cell.out_channels, reduces
             self.channels.append(C_p)
 
     def set_drop_path(self, prob: float) -> None:
         for cell in self.cells:
             cell.drop_prob = prob
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = x
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return s1
 
-def _conv_bn(C_in: int, C_out: int, kernel: int, stride: int, act: type[nn.Module] | None = None) -> list[nn.Module]:
+
+def _conv_bn_act(C_in: int, C_out: int, kernel: int, stride: int,
+                 act: type[nn.Module] | None = None) -> list[nn.Module]:
     layers = [nn.Conv2d(C_in, C_out, kernel, stride, (kernel - 1) // 2, bias=False), nn.BatchNorm2d(C_out)]
     return layers + ([act(inplace=True)] if act else [])
 
@@ -63,13 +74,15 @@ class CellClassifier(nn.Module):
     otherwise the logits alone.
     """
 
-    def __init__(self, genotype: Genotype, space: SearchSpace, *, num_classes: int, C: int, layers: int,
-                 in_channels: int = 3, auxiliary: bool = False, stem_multiplier: int = 3, head: str | None = None):
+    def __init__(self, *, cells: dict, inputs: int, num_classes: int, init_channels: int, layers: int,
+                 reduction: str = "cell", in_channels: int = 3, auxiliary: bool = False, stem_multiplier: int = 3,
+                 head: str | None = None):
         super().__init__()
-        C_stem = stem_multiplier * C
-        self.stem = nn.Sequential(*_conv_bn(in_channels, C_stem, 3, 1))
+        C_stem = stem_multiplier * init_channels
+        self.stem = nn.Sequential(*_conv_bn_act(in_channels, C_stem, 3, 1))
         reductions = reduction_layers(layers)
-        self.body = CellStack(genotype, space, C=C, C_stem=C_stem, plan=[i in reductions for i in range(layers)])
+        self.body = CellStack(cells, inputs=inputs, reduction=reduction, C=init_channels, C_in=C_stem,
+                              plan=[i in reductions for i in range(layers)])
         self.aux_index = reductions[1] if auxiliary else -1
         self.auxiliary = AuxiliaryHead(self.body.channels[self.aux_index], num_classes) if auxiliary else None
         C_out = self.body.channels[-1]
@@ -92,36 +105,41 @@ class CellClassifier(nn.Module):
 
 
 class ChainBody(nn.Module):
-    """Inverted-residual blocks stage by stage; the first block of a stage carries its stride."""
+    """Inverted-residual blocks stage by stage; the first block of a stage carries its stride.
 
-    def __init__(self, genotype: Genotype, space: SearchSpace, C_in: int):
+    ``stages`` is a list of ``{"channels", "stride", "blocks": [op names]}``.
+    """
+
+    def __init__(self, stages: list[dict], C_in: int):
         super().__init__()
         self.stages = nn.ModuleList()
         self.channels: list[int] = []
-        for blocks, stage in zip(genotype.stages, space.stages):
+        for stage in stages:
             layers = []
-            for i, op in enumerate(blocks):
-                layers.append(create_op(op, C_in, stage.channels, stage.stride if i == 0 else 1))
-                C_in = stage.channels
+            for i, op in enumerate(stage["blocks"]):
+                layers.append(create_op(op, C_in, stage["channels"], stage["stride"] if i == 0 else 1))
+                C_in = stage["channels"]
             self.stages.append(nn.Sequential(*layers))
             self.channels.append(C_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
 
 
 class ChainClassifier(nn.Module):
     """MobileNet-style: stem, searched stages, 1x1 head conv, pooling, dropout, classifier."""
 
-    def __init__(self, genotype: Genotype, space: SearchSpace, *, num_classes: int, in_channels: int = 3,
-                 dropout: float = 0.2):
+    def __init__(self, *, stages: list[dict], num_classes: int, in_channels: int = 3, stem_channels: int = 32,
+                 stem_stride: int = 1, head_channels: int = 1280, dropout: float = 0.2):
         super().__init__()
-        net = space.network
-        C_stem = int(net.get("stem_channels", 32))
-        self.stem = nn.Sequential(*_conv_bn(in_channels, C_stem, 3, int(net.get("stem_stride", 1)), nn.ReLU6))
-        self.body = ChainBody(genotype, space, C_stem)
-        C_head = int(net.get("head_channels", 1280))
-        self.head = nn.Sequential(*_conv_bn(self.body.channels[-1], C_head, 1, 1, nn.ReLU6))
+        self.stem = nn.Sequential(*_conv_bn_act(in_channels, stem_channels, 3, stem_stride, nn.ReLU6))
+        self.body = ChainBody(stages, stem_channels)
+        self.head = nn.Sequential(*_conv_bn_act(self.body.channels[-1], head_channels, 1, 1, nn.ReLU6))
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(C_head, num_classes)
+        self.classifier = nn.Linear(head_channels, num_classes)
 
     def set_drop_path(self, prob: float) -> None:
         """Chains have no multi-branch cells; drop-path does not apply."""
@@ -133,94 +151,111 @@ class ChainClassifier(nn.Module):
         return self.classifier(self.dropout(self.global_pool(self.head(x)).flatten(1)))
 
 
-def build_classifier(genotype: Genotype, space: SearchSpace | str | None = None, *, num_classes: int = 10,
-                     init_channels: int | None = None, layers: int | None = None, in_channels: int = 3,
-                     auxiliary: bool = False, drop_path: float = 0.0) -> nn.Module:
-    """A classification network for ``genotype``; unset arguments come from the space file.
-
-    >>> from nas.genotype import get_reference
-    >>> net = build_classifier(get_reference("DARTS_V2"), init_channels=16, layers=8)
-    >>> net(torch.randn(2, 3, 32, 32)).shape
-    torch.Size([2, 10])
-    """
-    space = load_space(space or genotype)
-    genotype.validate(space)
-    if space.kind == "chain":
-        model: nn.Module = ChainClassifier(genotype, space, num_classes=num_classes, in_channels=in_channels)
-    else:
-        net = space.network
-        if layers is None:
-            layers = int(net["layers"]) if "layers" in net else 3 * int(net.get("cells_per_stage", 2)) + 2
-        if layers < 3:
-            raise NasError(f"layers must be at least 3 (two of them are reductions), got {layers}")
-        model = CellClassifier(genotype, space, num_classes=num_classes, C=init_channels or int(net.get("init_channels", 16)),
-                               layers=layers, in_channels=in_channels, auxiliary=auxiliary,
-                               stem_multiplier=int(net.get("stem_multiplier", 3)), head=net.get("head"))
-    model.set_drop_path(drop_path)
-    return model
+STRIDES = (4, 8, 16, 32)  # the strides of a backbone's four feature maps
+TORCHVISION_BACKBONES = ("resnet18", "mobilenet_v3_large")
 
 
 class Backbone(nn.Module):
-    """Multi-scale features of a genotype at strides 4, 8, 16 and 32.
+    """Multi-scale features of a genotype: children ``stem``, ``stage1`` .. ``stage4`` (strides 4 .. 32).
 
-    ``forward`` returns an ``OrderedDict`` ``{"0": stride 4, "1": 8, "2": 16, "3": 32}``;
-    ``out_channels_list`` and ``strides`` declare them, which is what torchvision's
-    ``FeaturePyramidNetwork`` (``in_channels_list``) and ``BackboneWithFPN`` need.
+    The stages run one after the other, each from the previous one's output, so torchvision's
+    wrappers take the maps by name as they do for a ResNet's ``layer1`` .. ``layer4``::
+
+        BackboneWithFPN(backbone, return_layers={"stage2": "0", "stage3": "1", "stage4": "2"},
+                        in_channels_list=backbone.feature_info_channels()[1:], out_channels=64)
+        create_feature_extractor(backbone, {"stage4": "out"})
+
+    ``feature_info`` declares each stage (timm's keys: ``module``, ``num_chs``, ``reduction``);
+    ``out_channels`` is the width of the last (stride-32) map, the attribute torchvision reads
+    of a backbone whose last map feeds a head. ``forward(x)`` itself returns all four maps as an
+    ``OrderedDict`` keyed by stage name.
     """
 
-    strides = [4, 8, 16, 32]
-
-    def __init__(self, stem: nn.Module, blocks: nn.ModuleList, taps: list[int], channels: list[int], cells: bool):
+    def __init__(self, stem: nn.Module, stages: Sequence[nn.Module], channels: Sequence[int]):
         super().__init__()
         self.stem = stem
-        self.blocks = blocks
-        self.taps = taps
-        self.cells = cells
-        self.out_channels_list = [channels[t] for t in taps]
-        self.feature_info = [{"name": str(i), "channels": c, "stride": s}
-                             for i, (c, s) in enumerate(zip(self.out_channels_list, self.strides))]
+        for i, stage in enumerate(stages):
+            self.add_module(f"stage{i + 1}", stage)
+        self.feature_info = [{"module": f"stage{i + 1}", "num_chs": c, "reduction": s}
+                             for i, (c, s) in enumerate(zip(channels, STRIDES))]
+        self.out_channels = channels[-1]
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def feature_info_channels(self) -> list[int]:
+        return [info["num_chs"] for info in self.feature_info]
+
+    def set_drop_path(self, prob: float) -> None:
+        for stage in self.children():
+            if isinstance(stage, CellStack):
+                stage.set_drop_path(prob)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
-        s0 = s1 = self.stem(x)
-        for i, block in enumerate(self.blocks):
-            if self.cells:
-                s0, s1 = s1, block(s0, s1)
-            else:
-                s1 = block(s1)
-            if i in self.taps:
-                out[str(len(out))] = s1
+        x = self.stem(x)
+        for info in self.feature_info:
+            x = getattr(self, info["module"])(x)
+            out[info["module"]] = x
         return out
 
 
-def build_backbone(genotype: Genotype, space: SearchSpace | str | None = None, *, init_channels: int | None = None,
-                   cells_per_stage: int = 2, in_channels: int = 3) -> Backbone:
-    """A backbone for detection / segmentation: a stride-4 stem, then cells or blocks with three
-    more reductions; features tapped at the end of each resolution.
+def cell_backbone(*, cells: dict, inputs: int, init_channels: int, reduction: str = "cell", stem_multiplier: int = 3,
+                  cells_per_stage: int = 1, in_channels: int = 3) -> Backbone:
+    """A stride-4 stem (two stride-2 convs), then four stages of ``cells_per_stage`` normal cells,
+    each stage after the first opening with a reduction cell."""
+    C_stem = stem_multiplier * init_channels
+    stem = nn.Sequential(*_conv_bn_act(in_channels, C_stem // 2, 3, 2, nn.ReLU),
+                         *_conv_bn_act(C_stem // 2, C_stem, 3, 2))
+    stages, channels = [], []
+    C, C_in = init_channels, C_stem
+    for k in range(4):
+        plan = ([True] if k else []) + [False] * cells_per_stage
+        stage = CellStack(cells, inputs=inputs, reduction=reduction, C=C, C_in=C_in, plan=plan)
+        C, C_in = C * (2 if k else 1), stage.channels[-1]
+        stages.append(stage)
+        channels.append(C_in)
+    return Backbone(stem, stages, channels)
 
-    >>> from nas.genotype import get_reference
-    >>> bb = build_backbone(get_reference("DARTS_V2"), init_channels=8, cells_per_stage=1)
-    >>> [tuple(f.shape[1:]) for f in bb(torch.randn(1, 3, 64, 64)).values()]
-    [(32, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2)]
+
+def chain_backbone(*, stages: list[dict], stem_channels: int = 32, in_channels: int = 3) -> Backbone:
+    """A stride-4 stem, then the space's stages grouped by resolution: each backbone stage ends
+    with the last space stage before a stride-2 one (the space has exactly three)."""
+    stem = nn.Sequential(*_conv_bn_act(in_channels, stem_channels // 2, 3, 2, nn.ReLU6),
+                         *_conv_bn_act(stem_channels // 2, stem_channels, 3, 2, nn.ReLU6))
+    groups: list[list[dict]] = [[]]
+    for i, stage in enumerate(stages):
+        if stage["stride"] == 2 and i > 0:
+            groups.append([])
+        groups[-1].append(stage)
+    bodies, channels, C_in = [], [], stem_channels
+    for group in groups:
+        body = ChainBody(group, C_in)
+        C_in = body.channels[-1]
+        bodies.append(body)
+        channels.append(C_in)
+    return Backbone(stem, bodies, channels)
+
+
+def torchvision_backbone(name: str, features: bool = False) -> nn.Module:
+    """A randomly initialised torchvision network declaring its stride-4 .. 32 stages in
+    ``feature_info``: ResNet-18 (``layer1`` .. ``layer4``: 64, 128, 256, 512 channels) or
+    MobileNetV3-Large's ``features`` (the last block at each stride, ``3``, ``6``, ``12``, ``16``:
+    24, 40, 112, 960 channels). ``features=True`` wraps it with torchvision's
+    ``create_feature_extractor`` so that ``forward`` returns the four maps. No weights are
+    downloaded: these are baselines to train from scratch against a searched backbone.
     """
-    space = load_space(space or genotype)
-    genotype.validate(space)
-    if space.kind == "chain":
-        C_stem = int(space.network.get("stem_channels", 32))
-        stem = nn.Sequential(*_conv_bn(in_channels, C_stem // 2, 3, 2, nn.ReLU6), *_conv_bn(C_stem // 2, C_stem, 3, 2, nn.ReLU6))
-        body = ChainBody(genotype, space, C_stem)
-        strides = [st.stride for st in space.stages]
-        if strides.count(2) != 3:
-            raise NasError(f"space {space.name!r} has {strides.count(2)} stride-2 stages; a stride 4-32 backbone "
-                           "needs exactly 3")
-        # tap the last stage before each stride-2 stage, and the final one
-        taps = [i - 1 for i, s in enumerate(strides) if s == 2 and i > 0] + [len(strides) - 1]
-        return Backbone(stem, body.stages, taps, body.channels, cells=False)
-    C = init_channels or int(space.network.get("init_channels", 16))
-    C_stem = int(space.network.get("stem_multiplier", 3)) * C
-    stem = nn.Sequential(*_conv_bn(in_channels, C_stem // 2, 3, 2, nn.ReLU), *_conv_bn(C_stem // 2, C_stem, 3, 2))
-    n = cells_per_stage
-    plan = ([False] * n + [True]) * 3 + [False] * n
-    stack = CellStack(genotype, space, C=C, C_stem=C_stem, plan=plan)
-    taps = [i - 1 for i, r in enumerate(plan) if r] + [len(plan) - 1]
-    return Backbone(stem, stack.cells, taps, stack.channels, cells=True)
+    if name not in TORCHVISION_BACKBONES:
+        raise NasError(f"unknown torchvision backbone {name!r}; choose one of {', '.join(TORCHVISION_BACKBONES)}")
+    if name == "resnet18":
+        model: nn.Module = resnet18(weights=None)
+        stages, channels = ["layer1", "layer2", "layer3", "layer4"], [64, 128, 256, 512]
+    else:
+        model = mobilenet_v3_large(weights=None).features
+        stages, channels = ["3", "6", "12", "16"], [24, 40, 112, 960]
+    if features:
+        model = create_feature_extractor(model, {stage: stage for stage in stages})
+    model.feature_info = [{"module": m, "num_chs": c, "reduction": s} for m, c, s in zip(stages, channels, STRIDES)]
+    model.out_channels = channels[-1]
+    return model
+
+
+BACKBONES = {"cell": cell_backbone, "chain": chain_backbone, "torchvision": torchvision_backbone}
+

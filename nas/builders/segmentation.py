@@ -1,9 +1,11 @@
-"""Semantic segmentation heads on top of a multi-scale backbone.
+"""Semantic segmentation heads on a multi-scale backbone.
 
-The backbone follows the contract of :mod:`nas.builders.detection` (four maps keyed
-``"0".."3"`` at strides 4, 8, 16, 32, with ``out_channels_list`` and ``strides``). Every
-model built here maps ``(N, 3, H, W)`` images to ``(N, num_classes, H, W)`` logits at the
-input resolution: a plain tensor, not a dict, so tracing and ONNX export take it as is.
+The backbone returns its four maps (strides 4, 8, 16, 32) from ``forward`` and declares them
+in ``feature_info`` (:class:`nas.builders.networks.Backbone`, or a torchvision network wrapped by
+``create_feature_extractor``). Every model built here maps ``(N, 3, H, W)`` images to
+``(N, num_classes, H, W)`` logits at the input resolution: a plain tensor, not a dict, so
+tracing and ONNX export take it as is. Each head is one registered builder
+(:mod:`nas.builders.heads`); FCN and DeepLabV3 are torchvision's ``FCNHead`` / ``DeepLabHead``.
 
 Example::
 
@@ -14,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +24,10 @@ from torch import Tensor, nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
+from nas.builders.detection import check_backbone
+from nas.builders.heads import get_head, heads, register_head
+from nas.builders.networks import STRIDES
 from nas.errors import NasError
-from nas.builders.detection import BACKBONE_STRIDES, check_backbone
-
-SEGMENTER_KINDS = ("fcn", "deeplabv3", "unet")
 
 
 def _resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -97,21 +100,37 @@ class UNetSegmenter(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.decoder = UNetDecoder(backbone.out_channels_list, num_classes)
+        self.decoder = UNetDecoder([info["num_chs"] for info in backbone.feature_info], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return _resize_to(self.decoder(list(self.backbone(x).values())), x.shape[-2:])
 
 
-def build_segmenter(
-    kind: str,
-    backbone: nn.Module,
-    num_classes: int,
-    *,
-    feature_stride: int = 32,
-    atrous_rates: Sequence[int] = (6, 12, 18),
-) -> nn.Module:
-    """Build a segmenter (``"fcn"``, ``"deeplabv3"`` or ``"unet"``) on a contract backbone.
+@register_head("segmentation", "fcn")
+def fcn(backbone: nn.Module, num_classes: int, *, feature_stride: int = 32, **kw: Any) -> nn.Module:
+    """torchvision's ``FCNHead`` on the map at ``feature_stride``, upsampled bilinearly."""
+    info = backbone.feature_info[STRIDES.index(feature_stride)]
+    return HeadSegmenter(backbone, FCNHead(info["num_chs"], num_classes), info["module"])
+
+
+@register_head("segmentation", "deeplabv3")
+def deeplabv3(backbone: nn.Module, num_classes: int, *, feature_stride: int = 32,
+              atrous_rates: Sequence[int] = (6, 12, 18), **kw: Any) -> nn.Module:
+    """torchvision's ASPP ``DeepLabHead`` (dilations ``atrous_rates``) on the map at ``feature_stride``."""
+    info = backbone.feature_info[STRIDES.index(feature_stride)]
+    head = DeepLabHead(info["num_chs"], num_classes, atrous_rates=tuple(atrous_rates))
+    return HeadSegmenter(backbone, head, info["module"])
+
+
+@register_head("segmentation", "unet")
+def unet(backbone: nn.Module, num_classes: int, **kw: Any) -> nn.Module:
+    """U-Net decoder over all four levels, with skip connections and learnable upsampling."""
+    return UNetSegmenter(backbone, num_classes)
+
+
+def build_segmenter(kind: str, backbone: nn.Module, num_classes: int, *, feature_stride: int = 32,
+                    atrous_rates: Sequence[int] = (6, 12, 18), **kw: Any) -> nn.Module:
+    """Build a registered segmenter (``"fcn"``, ``"deeplabv3"``, ``"unet"``) on ``backbone``.
 
     ``num_classes`` counts the background (class 0). ``"fcn"`` puts torchvision's
     ``FCNHead`` and ``"deeplabv3"`` its ASPP ``DeepLabHead`` (dilations ``atrous_rates``) on
@@ -124,19 +143,16 @@ def build_segmenter(
         model = build_segmenter("deeplabv3", backbone, num_classes=21, feature_stride=16)
         model(torch.zeros(2, 3, 128, 128)).shape  # (2, 21, 128, 128)
     """
-    if kind not in SEGMENTER_KINDS:
-        raise NasError(f"unknown segmenter {kind!r}; choose one of {', '.join(SEGMENTER_KINDS)}")
+    if kind not in heads("segmentation"):
+        raise NasError(f"unknown segmenter {kind!r}; choose one of {', '.join(heads('segmentation'))}")
+    builder = get_head("segmentation", kind)
     if num_classes < 2:
         raise NasError(f"num_classes counts the background and must be at least 2, got {num_classes}")
     check_backbone(backbone)
-    if kind == "unet":
-        return UNetSegmenter(backbone, num_classes)
     if feature_stride not in (16, 32):
         raise NasError(f"feature_stride must be 16 or 32, got {feature_stride}")
-    level = BACKBONE_STRIDES.index(feature_stride)
-    in_channels = backbone.out_channels_list[level]
-    if kind == "fcn":
-        head: nn.Module = FCNHead(in_channels, num_classes)
-    else:
-        head = DeepLabHead(in_channels, num_classes, atrous_rates=tuple(atrous_rates))
-    return HeadSegmenter(backbone, head, str(level))
+    if kind in ("fcn", "deeplabv3"):
+        kw["feature_stride"] = feature_stride
+    if kind == "deeplabv3":
+        kw["atrous_rates"] = tuple(atrous_rates)
+    return builder(backbone, num_classes, **kw)

@@ -19,14 +19,10 @@ from typing import Any
 
 from torch import nn
 
-from nas.builders.detection import (
-    DETECTOR_KINDS,
-    TORCHVISION_BACKBONES,
-    build_detector,
-    torchvision_backbone,
-)
-from nas.builders.networks import build_backbone, build_classifier
-from nas.builders.segmentation import SEGMENTER_KINDS, build_segmenter
+from nas.builders.arch import build
+from nas.builders.arch import build_backbone as build_backbone_arch
+from nas.builders.heads import WHAT, heads
+from nas.builders.networks import TORCHVISION_BACKBONES
 from nas.errors import NasError
 from nas.genotype import Genotype, resolve_genotype
 from nas.space import SearchSpace, load_space, space_from_dict
@@ -40,11 +36,6 @@ FASTER_RCNN_SMALL = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train":
                      "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 128}
 
 
-def heads(task: str) -> tuple[str, ...]:
-    """The head names of ``task`` (detector kinds, segmentation heads; none for classification)."""
-    return {"classification": (), "detection": DETECTOR_KINDS, "segmentation": SEGMENTER_KINDS}[task]
-
-
 def check_head(task: str, head: str | None) -> None:
     """Raise :class:`NasError` unless ``head`` is a head of ``task``."""
     if task not in TASKS:
@@ -54,8 +45,7 @@ def check_head(task: str, head: str | None) -> None:
             raise NasError(f"a classifier has no head to choose, got {head!r}")
         return
     if head not in heads(task):
-        what = "detector" if task == "detection" else "segmentation head"
-        raise NasError(f"unknown {what} {head!r}; choose one of {', '.join(heads(task))}")
+        raise NasError(f"unknown {WHAT[task]} {head!r}; choose one of {', '.join(heads(task))}")
 
 
 def _positive(value: Any, what: str) -> None:
@@ -144,28 +134,48 @@ class ModelSpec:
         return cls(task, genotype, space, num_classes, head=head, init_channels=channels,
                    cells_per_stage=cells_per_stage, fpn_channels=fpn_channels, image_size=size, options=opts)
 
-    def build_backbone(self) -> nn.Module:
-        """A freshly initialised multi-scale backbone (four maps at strides 4..32); detection and
-        segmentation only."""
+    def arch(self) -> dict[str, Any]:
+        """The architecture as plain data, what :func:`nas.builders.arch.build` (and the exported
+        ``model.py``) builds from."""
+        if self.task == "classification":
+            assert self.genotype is not None and self.space is not None  # create() guarantees both
+            net = self.space.network
+            common = {"task": "classification", "kind": self.space.kind, "num_classes": self.num_classes,
+                      "in_channels": self.in_channels}
+            if self.space.kind == "chain":
+                return {**common, "stages": _stages(self.genotype, self.space),
+                        "stem_channels": int(net.get("stem_channels", 32)),
+                        "stem_stride": int(net.get("stem_stride", 1)),
+                        "head_channels": int(net.get("head_channels", 1280)), "dropout": 0.2}
+            return {**common, "cells": _cells(self.genotype), "inputs": self.space.inputs,
+                    "init_channels": self.init_channels, "layers": self.layers,
+                    "reduction": net.get("reduction", "cell"), "auxiliary": self.auxiliary,
+                    "stem_multiplier": int(net.get("stem_multiplier", 3)), "head": net.get("head")}
+        options = dict(self.options)
+        if self.task == "detection":
+            options = {"fpn_channels": self.fpn_channels, "min_size": self.image_size, "max_size": self.image_size,
+                       **options}
+        return {"task": self.task, "head": self.head, "num_classes": self.num_classes,
+                "backbone": self.backbone_arch(), "options": options}
+
+    def backbone_arch(self) -> dict[str, Any]:
+        """The backbone part of :meth:`arch` (detection and segmentation)."""
         if self.backbone != GENOTYPE_BACKBONE:
-            return torchvision_backbone(self.backbone)
+            # segmentation heads read the maps from forward(); detectors take the stages by name
+            return {"kind": "torchvision", "name": self.backbone, "features": self.task == "segmentation"}
         if self.genotype is None or self.space is None:
             raise NasError("this model spec has no genotype to build a backbone from")
-        return build_backbone(self.genotype, self.space, init_channels=self.init_channels,
+        return _backbone_arch(self.genotype, self.space, init_channels=self.init_channels,
                               cells_per_stage=self.cells_per_stage, in_channels=self.in_channels)
+
+    def build_backbone(self) -> nn.Module:
+        """A freshly initialised multi-scale backbone (four stages at strides 4..32); detection and
+        segmentation only."""
+        return build_backbone_arch(self.backbone_arch())
 
     def build(self) -> nn.Module:
         """The whole model with fresh weights (drawn from torch's global generator)."""
-        if self.task == "classification":
-            assert self.genotype is not None and self.space is not None  # create() guarantees both
-            return build_classifier(self.genotype, self.space, num_classes=self.num_classes,
-                                    init_channels=self.init_channels, layers=self.layers,
-                                    in_channels=self.in_channels, auxiliary=self.auxiliary)
-        backbone = self.build_backbone()
-        if self.task == "detection":
-            return build_detector(self.head, backbone, self.num_classes, fpn_channels=self.fpn_channels,
-                                  min_size=self.image_size, max_size=self.image_size, **self.options)
-        return build_segmenter(self.head, backbone, self.num_classes)
+        return build(self.arch())
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "genotype": self.genotype.to_dict() if self.genotype else None,
@@ -215,6 +225,83 @@ class ModelSpec:
             assert self.space is not None
             body = f"{self.space.name} cell backbone (C={self.init_channels}, {self.cells_per_stage} cell(s) per stage)"
         return f"{body} + {self.head}, {self.num_classes} classes, {self.image_size} px"
+
+
+def _cells(genotype: Genotype) -> dict[str, Any]:
+    return {name: {"nodes": [[[op, src] for op, src in node] for node in cell.nodes], "concat": list(cell.concat)}
+            for name, cell in genotype.cells}
+
+
+def _stages(genotype: Genotype, space: SearchSpace) -> list[dict[str, Any]]:
+    return [{"channels": st.channels, "stride": st.stride, "blocks": list(blocks)}
+            for blocks, st in zip(genotype.stages, space.stages)]
+
+
+def _backbone_arch(genotype: Genotype, space: SearchSpace, *, init_channels: int | None, cells_per_stage: int,
+                   in_channels: int) -> dict[str, Any]:
+    if space.kind == "chain":
+        strides = [st.stride for st in space.stages]
+        if strides.count(2) != 3 or strides[0] == 2:
+            raise NasError(f"space {space.name!r} has {strides.count(2)} stride-2 stages after its first; a stride "
+                           "4-32 backbone needs exactly 3")
+        return {"kind": "chain", "stages": _stages(genotype, space),
+                "stem_channels": int(space.network.get("stem_channels", 32)), "in_channels": in_channels}
+    net = space.network
+    return {"kind": "cell", "cells": _cells(genotype), "inputs": space.inputs,
+            "init_channels": init_channels or int(net.get("init_channels", 16)),
+            "reduction": net.get("reduction", "cell"),
+            "stem_multiplier": int(net.get("stem_multiplier", 3)), "cells_per_stage": cells_per_stage,
+            "in_channels": in_channels}
+
+
+def backbone_cell_prefixes(space: SearchSpace, *, cells_per_stage: int) -> list[str]:
+    """The module prefixes of a genotype backbone's cells (cell spaces) or space stages (chain
+    spaces), in order, relative to the backbone: ``["stage1.cells.0.", ..., "stage2.cells.0.", ...]``.
+
+    Stage 1 holds ``cells_per_stage`` normal cells; stages 2 to 4 a reduction cell and then
+    ``cells_per_stage`` normal cells. A chain backbone's stage ``k`` holds the space stages of
+    one resolution (``stageK.stages.i.``).
+    """
+    if space.kind == "chain":
+        prefixes, k, i = [], 0, 0
+        for j, stage in enumerate(space.stages):
+            if stage.stride == 2 and j > 0:
+                k, i = k + 1, 0
+            prefixes.append(f"stage{k + 1}.stages.{i}.")
+            i += 1
+        return prefixes
+    return [f"stage{k + 1}.cells.{i}." for k in range(4) for i in range(cells_per_stage + (1 if k else 0))]
+
+
+def build_classifier(genotype: Genotype | str, space: SearchSpace | str | None = None, *, num_classes: int = 10,
+                     init_channels: int | None = None, layers: int | None = None, in_channels: int = 3,
+                     auxiliary: bool = False, drop_path: float = 0.0) -> nn.Module:
+    """A classification network for ``genotype``; unset arguments come from the space file.
+
+    >>> from nas.genotype import get_reference
+    >>> net = build_classifier(get_reference("DARTS_V2"), init_channels=16, layers=8)
+    >>> net(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
+    model = ModelSpec.create(genotype, space, num_classes=num_classes, init_channels=init_channels, layers=layers,
+                             in_channels=in_channels, auxiliary=auxiliary).build()
+    model.set_drop_path(drop_path)
+    return model
+
+
+def build_backbone(genotype: Genotype | str, space: SearchSpace | str | None = None, *,
+                   init_channels: int | None = None, cells_per_stage: int = 2, in_channels: int = 3) -> nn.Module:
+    """A backbone for detection / segmentation: a stride-4 stem, then four named stages of cells
+    or blocks (:class:`nas.builders.networks.Backbone`).
+
+    >>> from nas.genotype import get_reference
+    >>> bb = build_backbone(get_reference("DARTS_V2"), init_channels=8, cells_per_stage=1)
+    >>> [tuple(f.shape[1:]) for f in bb(torch.randn(1, 3, 64, 64)).values()]
+    [(32, 16, 16), (64, 8, 8), (128, 4, 4), (256, 2, 2)]
+    """
+    genotype, space = _resolve(genotype, space)
+    return build_backbone_arch(_backbone_arch(genotype, space, init_channels=init_channels,
+                                              cells_per_stage=cells_per_stage, in_channels=in_channels))
 
 
 def _resolve(genotype: Genotype | str, space: SearchSpace | str | None) -> tuple[Genotype, SearchSpace]:

@@ -5,24 +5,30 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.errors import NasError
+from nas.export.formats import FORMATS, parse_formats
+
 ORDER = 40
+TRAINED_KINDS = ("train", "detect", "segment")  # run folders holding a trained model's checkpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained run (or a genotype) to source, pt2, TorchScript, ONNX",
-                       description="Export a `nas train` run folder, a checkpoint, or an untrained genotype. "
-                       "Every artifact is loaded back and compared with the model (max abs difference <= 1e-4, "
-                       "CPU, eval mode); the differences go into manifest.json.")
+                       description="Export a `nas train`, `nas detect` or `nas segment` run folder, a checkpoint, "
+                       "or a genotype (a name, genotype.json or a search run folder) with fresh weights. Every "
+                       "artifact is loaded back and compared with the model (max abs difference <= 1e-4, CPU, "
+                       "eval mode); the differences go into manifest.json.")
     p.add_argument("target", metavar="RUN_OR_GENOTYPE",
-                   help="a `nas train` run folder, a checkpoint .pt, or a genotype (name, genotype.json, "
-                   "NAS-Bench-201 string) to export with fresh weights")
-    p.add_argument("--format", default="source", help="source, pt2, torchscript, onnx or all; several "
-                   "comma-separated (default source)")
-    p.add_argument("--out", help="output folder (default: RUN/export, or export-<name> for a genotype)")
-    p.add_argument("--input-size", type=int, help="example input side in pixels (default: the run's, else 32)")
+                   help="a train / detect / segment run folder, a checkpoint .pt, a search run folder (its genotype, "
+                   "untrained), or a genotype (name, genotype.json, NAS-Bench-201 string) to export with fresh weights")
+    p.add_argument("--format", default="source", help=f"{', '.join(FORMATS)} or all; several comma-separated "
+                   "(default source; detectors: source, torchscript)")
+    p.add_argument("--out", help="output folder, new or empty (default: RUN/export, or export-<name> for a genotype)")
+    p.add_argument("--input-size", type=int, help="example input side in pixels for classifiers and segmenters "
+                   "(default: the run's, else 32)")
     p.add_argument("--checkpoint", choices=("last", "best"), default="last",
                    help="which checkpoint of a run to export (default last; best goes to RUN/export-best)")
-    untrained = p.add_argument_group("network of a genotype target (ignored for runs)")
+    untrained = p.add_argument_group("network of a genotype target (ignored for trained runs)")
     untrained.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
     untrained.add_argument("--num-classes", type=int, default=10)
     untrained.add_argument("--in-channels", type=int, default=3)
@@ -33,41 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nas.errors import NasError
-    from nas.export import export, parse_formats
-
-    formats = parse_formats(args.format)  # a bad format fails before anything is read or written
+    parse_formats(args.format, None)  # an unknown name fails before anything is read; the task's formats later
     if args.input_size is not None and args.input_size < 8:
         raise NasError(f"--input-size must be at least 8 pixels, got {args.input_size}")
     target = Path(args.target)
-    run_dir = target if _is_train_run(target) else None
-    example = None
-    if run_dir is not None or target.suffix in (".pt", ".pth"):
-        source = run_dir / "checkpoints" / f"{args.checkpoint}.pt" if run_dir is not None else target
-        out = args.out or (run_dir / ("export" if args.checkpoint == "last" else "export-best") if run_dir else None)
-        if out is None:
-            raise NasError("pass --out for a checkpoint file: the folder to write the exported files to")
-        if args.input_size is not None:
-            from nas.train import load_checkpoint
-
-            channels = int(load_checkpoint(source)["spec"].get("in_channels", 3))
-            example = _example(channels, args.input_size)
-        label = json.loads((run_dir / "config.json").read_text()).get("label") if run_dir else None
-        paths = export(source, formats, out, example_input=example, name=label or target.stem)
+    kind = _run_kind(target) if target.is_dir() else None
+    if kind in TRAINED_KINDS or target.suffix in (".pt", ".pth"):
+        paths = _export_trained(args, target, kind)
     else:
-        from nas.builders import ModelSpec
-        from nas.genotype import resolve_genotype
-        from nas.run import seed_everything
-        from nas.train.engine import genotype_label
-
-        genotype = resolve_genotype(args.target)
-        spec = ModelSpec.create(genotype, args.space, num_classes=args.num_classes, in_channels=args.in_channels,
-                                init_channels=args.init_channels, layers=args.layers)
-        seed_everything(args.seed)
-        name = genotype_label(args.target)
-        out = Path(args.out or f"export-{name}")
-        example = _example(args.in_channels, args.input_size or 32)
-        paths = export(spec.build(), formats, out, example_input=example, spec=spec, name=name)
+        if kind is not None:
+            print(f"note: {target} is a {kind!r} search run: exporting its genotype with fresh, untrained weights "
+                  "(train it with `nas train` to export a trained model)")
+        paths = _export_genotype(args)
     manifest = Path(next(iter(paths.values()))).parent / "manifest.json"
     diffs = json.loads(manifest.read_text())["formats"]
     for fmt, path in paths.items():
@@ -77,15 +60,59 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_train_run(path: Path) -> bool:
-    """A `nas train` run folder (a search run folder exports as its genotype, untrained)."""
-    try:
-        return json.loads((path / "config.json").read_text()).get("kind") == "train"
-    except (OSError, ValueError, AttributeError):
-        return False
+def _export_trained(args: argparse.Namespace, target: Path, kind: str | None) -> dict:
+    from nas.checkpoint import load_checkpoint
+    from nas.export import export
+
+    run_dir = target if kind is not None else None
+    source = run_dir / "checkpoints" / f"{args.checkpoint}.pt" if run_dir is not None else target
+    if run_dir is not None and not source.is_file():
+        raise NasError(f"{run_dir} has no checkpoints/{args.checkpoint}.pt; pass a run folder that finished an epoch")
+    out = args.out or (run_dir / ("export" if args.checkpoint == "last" else "export-best") if run_dir else None)
+    if out is None:
+        raise NasError("pass --out for a checkpoint file: the folder to write the exported files to")
+    example = None
+    if args.input_size is not None:
+        spec = load_checkpoint(source)["spec"]
+        if spec.get("task", "classification") == "detection":
+            raise NasError("--input-size: detectors are compared on shapes scenes of their own image size")
+        channels = int(spec.get("in_channels", 3))
+        example = _example(channels, args.input_size, rand=spec.get("task") == "segmentation")
+    label = json.loads((run_dir / "config.json").read_text()).get("label") if run_dir else None
+    return export(source, args.format, out, example_input=example, name=label or target.stem)
 
 
-def _example(channels: int, size: int):
+def _export_genotype(args: argparse.Namespace) -> dict:
+    from nas.builders import ModelSpec
+    from nas.export import export
+    from nas.genotype import resolve_genotype
+    from nas.run import seed_everything
+    from nas.train.engine import genotype_label
+
+    genotype = resolve_genotype(args.target)
+    spec = ModelSpec.create(genotype, args.space, num_classes=args.num_classes, in_channels=args.in_channels,
+                            init_channels=args.init_channels, layers=args.layers)
+    seed_everything(args.seed)
+    name = genotype_label(args.target)
+    out = Path(args.out or f"export-{name}")
+    example = _example(args.in_channels, args.input_size or 32)
+    return export(spec.build(), args.format, out, example_input=example, spec=spec, name=name)
+
+
+def _run_kind(path: Path) -> str:
+    """The kind of a run folder; a folder that is no run, or whose config is damaged, is an error."""
+    from nas.export.exporter import run_kind
+
+    kind = run_kind(path)
+    if kind not in TRAINED_KINDS and not (path / "genotype.json").is_file():
+        raise NasError(f"{path} is a {kind!r} run without a genotype.json; there is nothing to export yet")
+    return kind
+
+
+def _example(channels: int, size: int, *, rand: bool = False):
     import torch
 
-    return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    if rand:  # images in [0, 1], as segmenters see them
+        return torch.rand(2, channels, size, size, generator=generator)
+    return torch.randn(2, channels, size, size, generator=generator)

@@ -49,8 +49,8 @@ class SEOp(nn.Module):
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand, depthwise kxk, optional SE, linear 1x1 project."""
 
-    def __init__(self, C_in: int, C_out: int, stride: int, kernel: int, expansion: int,
-                 se: bool = False, affine: bool = True):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, kernel: int = 3,
+                 expansion: int = 6, se: bool = False):
         super().__init__()
         hidden = C_in * expansion
         layers: list[nn.Module] = []
@@ -93,7 +93,7 @@ class Inception(nn.Module):
 class ResidualBlock(nn.Module):
     """ResNet basic (two 3x3) or bottleneck (1x1-3x3-1x1, width C_out/4) block with shortcut."""
 
-    def __init__(self, C_in: int, C_out: int, stride: int, bottleneck: bool, affine: bool = True):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, bottleneck: bool = False):
         super().__init__()
         if bottleneck:
             mid = max(C_out // 4, 4)
@@ -114,16 +114,13 @@ class ResidualBlock(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-register("squeeze_excite", "squeeze-and-excitation channel gate")(lambda ci, co, s, a: SEOp(ci, co, s, a))
-register("inception", "inception-style: 1x1 | 3x3 | 3x3-3x3 | pool-proj branches, concat, 1x1")(
-    lambda ci, co, s, a: Inception(ci, co, s, a))
-register("res_basic", "ResNet basic block: two 3x3 convs + shortcut")(
-    lambda ci, co, s, a: ResidualBlock(ci, co, s, bottleneck=False, affine=a))
-register("res_bottleneck", "ResNet bottleneck: 1x1-3x3-1x1 (width C/4) + shortcut")(
-    lambda ci, co, s, a: ResidualBlock(ci, co, s, bottleneck=True, affine=a))
+register("squeeze_excite", "squeeze-and-excitation channel gate")(SEOp)
+register("inception", "inception-style: 1x1 | 3x3 | 3x3-3x3 | pool-proj branches, concat, 1x1")(Inception)
+register("res_basic", "ResNet basic block: two 3x3 convs + shortcut", bottleneck=False)(ResidualBlock)
+register("res_bottleneck", "ResNet bottleneck: 1x1-3x3-1x1 (width C/4) + shortcut", bottleneck=True)(ResidualBlock)
 for _k in (3, 5, 7):
     for _e in (1, 3, 4, 6):
         for _se in (False, True):
             register(f"inverted_residual_k{_k}_e{_e}" + ("_se" if _se else ""),
-                     f"MobileNetV2 inverted residual, kernel {_k}, expansion {_e}" + (", with SE" if _se else ""))(
-                lambda ci, co, s, a, k=_k, e=_e, se=_se: InvertedResidual(ci, co, s, k, e, se, a))
+                     f"MobileNetV2 inverted residual, kernel {_k}, expansion {_e}" + (", with SE" if _se else ""),
+                     kernel=_k, expansion=_e, se=_se)(InvertedResidual)

@@ -29,7 +29,7 @@ class ReLUConvBN(nn.Sequential):
 class SepConv(nn.Sequential):
     """Depthwise-separable convolution applied twice (DARTS' ``sep_conv``)."""
 
-    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, kernel: int = 3):
         pad = (kernel - 1) // 2
         super().__init__(
             nn.ReLU(inplace=False),
@@ -46,7 +46,7 @@ class SepConv(nn.Sequential):
 class DilConv(nn.Sequential):
     """Dilated (rate 2) depthwise conv followed by a pointwise conv."""
 
-    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True, dilation: int = 2):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, kernel: int = 3, dilation: int = 2):
         pad = dilation * (kernel - 1) // 2
         super().__init__(
             nn.ReLU(inplace=False),
@@ -100,7 +100,7 @@ class FactorizedReduce(nn.Module):
 class Pool(nn.Module):
     """3x3 max / average pooling; a 1x1 ReLU-Conv-BN first when the channels change."""
 
-    def __init__(self, kind: str, C_in: int, C_out: int, stride: int, affine: bool = True):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, kind: str = "max"):
         super().__init__()
         self.project = ReLUConvBN(C_in, C_out, 1, 1, affine) if C_in != C_out else None
         if kind == "max":
@@ -112,6 +112,15 @@ class Pool(nn.Module):
         if self.project is not None:
             x = self.project(x)
         return self.pool(x)
+
+
+def zero(C_in: int, C_out: int, stride: int, affine: bool = True) -> nn.Module:
+    return Zero(C_out, stride)
+
+
+def conv(C_in: int, C_out: int, stride: int, affine: bool = True, kernel: int = 3, groups: int = 1) -> nn.Module:
+    """ReLU-Conv-BN; ``groups`` is capped to a common divisor of both widths (ResNeXt style)."""
+    return ReLUConvBN(C_in, C_out, kernel, stride, affine, groups=math.gcd(math.gcd(C_in, C_out), groups))
 
 
 def skip(C_in: int, C_out: int, stride: int, affine: bool = True) -> nn.Module:
@@ -139,30 +148,20 @@ class DeformConv(nn.Module):
         return self.bn(self.conv(x, self.offset(x)))
 
 
-def _groups(C_in: int, C_out: int, groups: int) -> int:
-    return math.gcd(math.gcd(C_in, C_out), groups)
-
-
-register("none", "zero output: removes the edge", parametric=False)(lambda ci, co, s, a: Zero(co, s))
+register("none", "zero output: removes the edge", parametric=False)(zero)
 register("skip_connect", "identity; factorized reduce at stride 2", parametric=False)(skip)
-register("max_pool_3x3", "3x3 max pooling", parametric=False)(lambda ci, co, s, a: Pool("max", ci, co, s, a))
-register("avg_pool_3x3", "3x3 average pooling (padding excluded)", parametric=False)(
-    lambda ci, co, s, a: Pool("avg", ci, co, s, a))
+register("max_pool_3x3", "3x3 max pooling", parametric=False, kind="max")(Pool)
+register("avg_pool_3x3", "3x3 average pooling (padding excluded)", parametric=False, kind="avg")(Pool)
 for _k in (1, 3, 5):
-    register(f"conv_{_k}x{_k}", f"ReLU-Conv{_k}x{_k}-BN")(
-        lambda ci, co, s, a, k=_k: ReLUConvBN(ci, co, k, s, a))
+    register(f"conv_{_k}x{_k}", f"ReLU-Conv{_k}x{_k}-BN", kernel=_k)(conv)
 for _k in (1, 3):
-    register(f"nor_conv_{_k}x{_k}", f"ReLU-Conv{_k}x{_k}-BN (NAS-Bench-201 name)")(
-        lambda ci, co, s, a, k=_k: ReLUConvBN(ci, co, k, s, a))
+    register(f"nor_conv_{_k}x{_k}", f"ReLU-Conv{_k}x{_k}-BN (NAS-Bench-201 name)", kernel=_k)(conv)
 for _k in (3, 5, 7):
-    register(f"sep_conv_{_k}x{_k}", f"depthwise-separable {_k}x{_k}, applied twice")(
-        lambda ci, co, s, a, k=_k: SepConv(ci, co, k, s, a))
+    register(f"sep_conv_{_k}x{_k}", f"depthwise-separable {_k}x{_k}, applied twice", kernel=_k)(SepConv)
 for _k in (3, 5):
-    register(f"dil_conv_{_k}x{_k}", f"dilated (rate 2) depthwise-separable {_k}x{_k}")(
-        lambda ci, co, s, a, k=_k: DilConv(ci, co, k, s, a))
+    register(f"dil_conv_{_k}x{_k}", f"dilated (rate 2) depthwise-separable {_k}x{_k}", kernel=_k)(DilConv)
 for _g in (2, 4, 8, 16, 32):
-    register(f"grouped_conv_3x3_g{_g}", f"ReLU-grouped Conv3x3 ({_g} groups, ResNeXt style)-BN")(
-        lambda ci, co, s, a, g=_g: ReLUConvBN(ci, co, 3, s, a, groups=_groups(ci, co, g)))
-register("conv_7x1_1x7", "factorized 7x7: 1x7 then 7x1")(lambda ci, co, s, a: Conv7x1_1x7(ci, co, s, a))
-register("deform_conv_3x3", "deformable 3x3 conv (torchvision.ops.DeformConv2d)")(
-    lambda ci, co, s, a: DeformConv(ci, co, s, a))
+    register(f"grouped_conv_3x3_g{_g}", f"ReLU-grouped Conv3x3 ({_g} groups, ResNeXt style)-BN", kernel=3,
+             groups=_g)(conv)
+register("conv_7x1_1x7", "factorized 7x7: 1x7 then 7x1")(Conv7x1_1x7)
+register("deform_conv_3x3", "deformable 3x3 conv (torchvision.ops.DeformConv2d)")(DeformConv)

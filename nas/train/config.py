@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 from nas.config import check, setting, to_dict
 from nas.errors import NasError
+from nas.export.formats import FORMATS, parse_formats
 
 TASKS = ("classification", "detection", "segmentation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-EXPORT_FORMATS = ("source", "pt2", "torchscript", "onnx")
-# torch.export and ONNX cannot trace torchvision's detection post-processing (data-dependent shapes)
-DETECTION_EXPORTS = ("source", "torchscript")
 # fields that only one kind of training reads (the others ignore them); the commands offer
 # each only where it applies
 CLASSIFICATION_ONLY = ("lr_min", "momentum", "auxiliary_weight", "drop_path", "cutout", "augment", "layers",
@@ -82,7 +80,7 @@ class TrainConfig:
     max_train_batches: int | None = setting(None, "end every epoch after this many batches (smoke tests only)",
                                             min=1)
     export_formats: tuple[str, ...] = setting(("source",), "formats exported into the run folder at the end, "
-                                              "comma-separated, all or none", choices=EXPORT_FORMATS)
+                                              "comma-separated, all or none", choices=tuple(FORMATS))
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -140,16 +138,13 @@ def recipe(dataset: str, task: str = "classification") -> TrainConfig:
 def check_config(config: TrainConfig, task: str = "classification") -> TrainConfig:
     """:func:`nas.config.check` plus what depends on the task; returns ``config``."""
     check(config)
+    if config.export_formats:
+        parse_formats(config.export_formats, task)  # which formats a task can export is the format registry's
     if task != "classification":
         size = config.image_size
         if size is None or size < 32 or size % 32:
             raise NasError(f"image_size must be a multiple of 32 (the backbone's stride), at least 32, got {size}")
         if config.train_images < config.batch_size:
             raise NasError(f"train_images ({config.train_images}) must be at least one batch ({config.batch_size})")
-        if task == "detection":
-            unsupported = [f for f in config.export_formats if f not in DETECTION_EXPORTS]
-            if unsupported:
-                raise NasError(f"export format {', '.join(map(repr, unsupported))} is not available for detection; "
-                               f"choose from {', '.join(DETECTION_EXPORTS)}")
     return config
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from nas.builders.spec import ModelSpec
+from nas.builders import ModelSpec, backbone_cell_prefixes
 from nas.checkpoint import load_checkpoint
 from nas.errors import NasError
 from nas.measure import task_backbone
@@ -62,18 +62,21 @@ def backbone_weight_names(space: SearchSpace, *, classifier_layers: int | None, 
 
     Cell spaces: the classifier's cells (``body.cells.i``, reductions at 1/3 and 2/3 of its
     depth) are matched stage by stage and position by position to the backbone's
-    (``blocks.j``, ``cells_per_stage`` normal cells per stage and three reductions); the
-    backbone's last stage (stride 32) has no counterpart. Chain spaces: ``body.stages.i`` is
-    ``blocks.i``. The stems differ (one stride-1 conv vs two stride-2 convs) and are not mapped.
+    (:func:`nas.builders.backbone_cell_prefixes`: ``cells_per_stage`` normal cells per stage and
+    three reductions); the backbone's last stage (stride 32) has no counterpart. Chain spaces:
+    ``body.stages.i`` is the backbone's i-th space stage. The stems differ (one stride-1 conv vs
+    two stride-2 convs) and are not mapped.
     """
+    prefixes = backbone_cell_prefixes(space, cells_per_stage=cells_per_stage)
     if space.kind == "chain":
-        return {f"blocks.{i}.": f"body.stages.{i}." for i in range(chain_stages)}
-    assert classifier_layers is not None
+        return {prefixes[i]: f"body.stages.{i}." for i in range(chain_stages)}
+    if classifier_layers is None:
+        raise NasError("the classification run's spec has no layer count; it is not a cell network")
     r1, r2 = classifier_layers // 3, 2 * classifier_layers // 3
     classifier = _stage_indices([i in (r1, r2) for i in range(classifier_layers)])
     n = cells_per_stage
     backbone = _stage_indices(([False] * n + [True]) * 3 + [False] * n)
-    return {f"blocks.{b}.": f"body.cells.{c}."
+    return {prefixes[b]: f"body.cells.{c}."
             for b_stage, c_stage in zip(backbone, classifier) for b, c in zip(b_stage, c_stage)}
 
 

@@ -1,1 +1,0 @@
-"""Detection and segmentation runs: training engine, evaluators and export (being merged into the one path)."""
