@@ -37,10 +37,10 @@ from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.settings import PRUNERS
 from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype, short_form, suggest_genotype
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
-PRUNERS = ("none", "sha", "hyperband")
 # metrics a multi-objective search minimises; every other objective is maximised
 MINIMISED_METRICS = ("params", "macs", "latency_ms", "activation_mib", "loss", "val_loss", "train_loss")
 # a trial whose process stopped is failed by another worker once its heartbeat is this old

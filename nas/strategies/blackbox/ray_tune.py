@@ -21,12 +21,10 @@ trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +45,12 @@ from nas.strategies.blackbox.optuna_search import (
     parse_objectives,
 )
 from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
+from nas.strategies.blackbox.settings import RAY_SEARCHES, SCHEDULERS
 from nas.strategies.blackbox.sampling import genotype_to_params, param_choices, params_to_genotype, short_form
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEDULERS = ("asha", "hyperband", "none")
-RAY_SEARCHES = ("optuna", "basic")
 EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
 HYPERBAND_BRACKETS = 3
 # keys Tune adds to every result; trials.csv keeps the evaluator's metrics only
@@ -600,56 +597,3 @@ def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
     print(f"best: {short_form(result.genotype)} | {shown}")
     print(f"genotype: {result.path}/genotype.json  (nas train --genotype {result.path})")
     print(f"Tune logs: tensorboard --logdir {result.path}/{EXPERIMENT}")
-
-
-# -- command line ----------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The "Ray Tune" option group of ``nas search`` (used with ``--backend ray``)."""
-    group = parser.add_argument_group(
-        "Ray Tune", "with --backend ray: trials run as Ray Tune trials, in parallel on this machine or a cluster, "
-        "with early stopping; the Ray dashboard shows them (token authentication on)")
-    group.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""),
-                       help="Ray cluster to attach to (auto, host:6379 or ray://host:10001); default $RAY_ADDRESS; "
-                       "empty: start a local Ray for this search")
-    group.add_argument("--ray-search", choices=RAY_SEARCHES, default="optuna",
-                       help="optuna: the strategy's Optuna sampler inside Tune's OptunaSearch (default); "
-                       "basic: Tune's own random search over tune.choice per decision (--strategy random)")
-    group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    group.add_argument("--gpus-per-trial", type=float, default=None,
-                       help="GPUs per trial, fractions allowed (0.5: two trials share a GPU); "
-                       "default 1 when the cluster has GPUs, else 0")
-    group.add_argument("--max-concurrent", type=int, default=None,
-                       help="at most this many trials at once (default: as many as the resources allow)")
-    group.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
-                       help="early stopping on per-epoch reports: asha (default), hyperband (asynchronous, "
-                       "3 brackets) or none; off with several objectives")
-    group.add_argument("--grace-period", type=int, default=1, help="epochs every trial trains before it may be stopped "
-                       "(default 1)")
-    group.add_argument("--reduction-factor", type=float, default=2,
-                       help="keep the best 1/F of trials at each rung (default 2)")
-    group.add_argument("--dashboard-host", default="127.0.0.1",
-                       help="interface of a local Ray's dashboard (default 127.0.0.1: this machine only)")
-    group.add_argument("--dashboard-port", type=int, default=None,
-                       help="port of a local Ray's dashboard (default 8265)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """``nas search --backend ray``: build the evaluator as the Optuna backend does, then search."""
-    from nas.strategies.blackbox import cli
-
-    if args.pruner != "none":
-        raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
-    if args.storage or args.study_name:
-        raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its state "
-                       f"in <run>/{EXPERIMENT}/ (resume it with --resume RUN)")
-    space, evaluator = cli.space_and_evaluator(args)
-    strategy = Run.open(args.resume).config.get("strategy", args.strategy) if args.resume else args.strategy
-    search_ray(space, evaluator, strategy=strategy, trials=args.trials, out=args.out, resume=args.resume,
-               seed=args.seed, address=args.ray_address or None, cpus_per_trial=args.cpus_per_trial,
-               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, scheduler=args.scheduler,
-               grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-               objectives=args.objectives, ray_search=args.ray_search, population=args.population,
-               sample_size=args.sample_size, enqueue=args.enqueue or (),
-               dashboard_host=args.dashboard_host, dashboard_port=args.dashboard_port, progress=True)
-    sys.stdout.flush()
-    return 0
