@@ -47,7 +47,9 @@ from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
 from nas.strategies.oneshot.settings import DartsConfig
+from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
 from nas.strategies.oneshot.supernet import Supernet
+from nas.viz import plot_genotype
 
 # Data sets searched below their default size when DartsConfig.image_size is unset.
 SEARCH_IMAGE_SIZE = {"digits": 16}
@@ -378,9 +380,6 @@ def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | 
         genotype = derive_genotype(space, weights, edge_weights)
     genotype.save(run.path / "genotype.json")
     if plots:
-        from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
-        from nas.viz import plot_genotype
-
         plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
         plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
                     title=f"architecture weights after {epochs} epochs")
