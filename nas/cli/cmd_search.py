@@ -31,6 +31,7 @@ OWN_OPTIONS = {"epochs": "use --epochs-per-trial", "batch_size": "use --trial-ba
 def register(sub: argparse._SubParsersAction) -> None:
     strategies = registered_strategies()
     p = sub.add_parser("search", help="search a space for an architecture",
+                       usage="nas search [--strategy NAME] [--space SPACE] [--out RUN | --resume RUN] [options]",
                        description="Search a space with a one-shot strategy (DARTS: a supernet trained by "
                        "gradient) or a black-box one (Optuna samplers, optionally as Ray Tune trials). The run "
                        "folder receives the config, metrics, the found genotype.json and plots.")
