@@ -124,5 +124,5 @@ def test_search_usage_errors_stay_short(tmp_path):
     assert "invalid choice: 'nope'" in result.stderr and len(result.stderr.strip().splitlines()) == 2
     result = run_cli("search", "--strategy", "random", "--trial-setting", "lr=fast", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
-    assert "--trial-setting lr='fast': lr takes a number, got 'fast'" in result.stderr
+    assert "--trial-setting lr='fast': expected float (lr takes a number, got 'fast')" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -12,10 +12,10 @@ import torch
 import yaml
 
 from nas.cli import main
+from nas.config import check
 from nas.errors import NasError
 from nas.genotype import resolve_genotype
 from nas.space import load_space
-from nas.config import check
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.derive import derive_genotype
 from nas.strategies.oneshot.search import search_darts, train_step

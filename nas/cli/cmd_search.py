@@ -9,10 +9,11 @@ Optuna or Ray): ``nas search --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from nas.cli.options import add_settings, apply
-from nas.config import parse_value
+from nas.config import field_type, parse_value
 from nas.errors import NasError
 from nas.strategies import SearchData, get_strategy, registered_strategies
 
@@ -51,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     groups: dict[type, list[str]] = {}
     for name, cls in strategies.items():
         groups.setdefault(cls.Settings, []).append(name)
-    for settings, names in groups.items():
+    # the default (one-shot) strategy's options first, then the others in registration order
+    for settings, names in sorted(groups.items(), key=lambda item: strategies[item[1][0]].kind != "oneshot"):
         first = strategies[names[0]]
         kind = "one-shot" if first.kind == "oneshot" else "black-box"
         group = p.add_argument_group(f"{kind} search (--strategy {', '.join(names)})", first.description or None)
@@ -173,6 +175,7 @@ def trial_settings(items: list[str], evaluator: str) -> dict[str, Any]:
     if cls is None:
         raise NasError(f"--trial-setting applies to the evaluators that train (train, detection, segmentation), "
                        f"not {evaluator!r}")
+    known = {f.name for f in dataclasses.fields(cls)} - set(OWN_OPTIONS)
     settings: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -181,8 +184,11 @@ def trial_settings(items: list[str], evaluator: str) -> dict[str, Any]:
             raise NasError(f"--trial-setting {item!r} is not NAME=VALUE (for example lr=0.1)")
         if name in OWN_OPTIONS:
             raise NasError(f"--trial-setting {name}: {OWN_OPTIONS[name]}")
+        if name not in known:
+            raise NasError(f"--trial-setting: unknown setting {name!r}; known: {', '.join(sorted(known))}")
         try:
             settings[name] = parse_value(cls, name, text)
         except NasError as exc:
-            raise NasError(f"--trial-setting {name}={text.strip()!r}: {exc}") from None
+            kind = field_type(cls, name)[0].__name__
+            raise NasError(f"--trial-setting {name}={text.strip()!r}: expected {kind} ({exc})") from None
     return settings

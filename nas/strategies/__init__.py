@@ -10,8 +10,15 @@ black-box in :mod:`.blackbox`; :func:`register_strategy` adds one, :func:`get_st
 Importing this package loads no torch, Optuna or Ray: the built-in strategies' search loops
 are imported when a search runs.
 """
-from nas.strategies.base import SearchData, SearchResult, Strategy, get_strategy, register_strategy, registered_strategies
-from nas.strategies.blackbox.strategy import Evolution, NSGA2, RandomSearch, TPE
+from nas.strategies.base import (
+           SearchData,
+           SearchResult,
+           Strategy,
+           get_strategy,
+           register_strategy,
+           registered_strategies,
+)
+from nas.strategies.blackbox.strategy import NSGA2, TPE, Evolution, RandomSearch
 from nas.strategies.oneshot.darts import Darts
 
 __all__ = ["NSGA2", "TPE", "Darts", "Evolution", "RandomSearch", "SearchData", "SearchResult", "Strategy",

@@ -24,7 +24,6 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Sequence
 
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection

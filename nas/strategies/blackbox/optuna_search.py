@@ -37,10 +37,18 @@ from nas.evaluators.base import Evaluator
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
-from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.evolution import (
+    RegularizedEvolutionSampler,
+    genotype_mutation,
+)
 from nas.strategies.blackbox.results import TrialRecord, finite, plain, write_results
+from nas.strategies.blackbox.sampling import (
+    genotype_to_params,
+    params_to_genotype,
+    short_form,
+    suggest_genotype,
+)
 from nas.strategies.blackbox.settings import PRUNERS
-from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype, short_form, suggest_genotype
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
 # metrics a multi-objective search minimises; every other objective is maximised
@@ -330,8 +338,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2).
 
     Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
-    trial), ``genotype.json`` + ``best.json`` (best trial), for several objectives
-    ``pareto.json`` + ``pareto/NNNN.json``, and ``history.png`` (+ ``pareto.png``).
+    trial, as it finishes) and at the end what :func:`~nas.strategies.blackbox.results.write_results`
+    writes for every backend (``trials.csv``, ``genotype.json`` + ``best.json``, the Pareto set, plots).
     """
     space = load_space(space)
     if trials < 0:

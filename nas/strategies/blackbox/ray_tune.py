@@ -39,7 +39,10 @@ from nas.evaluators.training import TrialDiverged
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
-from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.evolution import (
+    RegularizedEvolutionSampler,
+    genotype_mutation,
+)
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
     load_space_definition,
@@ -48,8 +51,12 @@ from nas.strategies.blackbox.optuna_search import (
     parse_objectives,
 )
 from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
-from nas.strategies.blackbox.results import TrialRecord, plain, table_rows, write_results
-from nas.strategies.blackbox.settings import RAY_SEARCHES, SCHEDULERS
+from nas.strategies.blackbox.results import (
+    TrialRecord,
+    plain,
+    table_rows,
+    write_results,
+)
 from nas.strategies.blackbox.sampling import (
     genotype_to_params,
     param_choices,
@@ -57,6 +64,7 @@ from nas.strategies.blackbox.sampling import (
     short_form,
     suggest_genotype,
 )
+from nas.strategies.blackbox.settings import RAY_SEARCHES, SCHEDULERS
 
 EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
 HYPERBAND_BRACKETS = 3

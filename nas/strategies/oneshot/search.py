@@ -46,8 +46,8 @@ from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
-from nas.strategies.oneshot.settings import DartsConfig
 from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
+from nas.strategies.oneshot.settings import DartsConfig
 from nas.strategies.oneshot.supernet import Supernet
 from nas.viz import plot_genotype
 
