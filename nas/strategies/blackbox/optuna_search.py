@@ -6,8 +6,9 @@ study lives in ``study.db`` (SQLite) inside the run folder unless another databa
 given, so a search stopped at any moment continues with ``resume=RUN`` and several processes
 given the same URL and study name search one study together.
 
->>> from nas.evaluators.nb201_table import NB201TableEvaluator
->>> result = search_blackbox("nb201", NB201TableEvaluator(), strategy="evolution",
+>>> from nas.evaluators import evaluator_from_config
+>>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
+>>> result = search_blackbox("nb201", table, strategy="evolution",
 ...                          trials=100, seed=0)  # doctest: +SKIP
 >>> result.genotype, result.metrics["test_acc"]  # doctest: +SKIP
 
@@ -41,7 +42,14 @@ from nas.strategies.blackbox.evolution import (
     RegularizedEvolutionSampler,
     genotype_mutation,
 )
-from nas.strategies.blackbox.results import TrialRecord, finite, plain, write_results
+from nas.strategies.blackbox.results import (
+    TrialRecord,
+    finite,
+    headline,
+    plain,
+    print_best,
+    write_results,
+)
 from nas.strategies.blackbox.sampling import (
     genotype_to_params,
     params_to_genotype,
@@ -472,7 +480,7 @@ class _TrialLogger:
             best_text = f"pareto front {len(front)}"
         self.run.log(record, step=trial.number)
         if self.progress:
-            shown = _shown(metrics, self.objectives)
+            shown = headline(metrics, self.objectives)
             if trial.state == TrialState.COMPLETE:
                 status = shown
             elif trial.state == TrialState.PRUNED:
@@ -520,23 +528,7 @@ def _print_summary(result: BlackboxResult, objectives: Sequence[str]) -> None:
     if result.genotype is None:
         print("no trial completed; see fail_reason in metrics.jsonl")
         return
-    shown = _shown(result.metrics, objectives)
-    if len(objectives) > 1:
-        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
-    print(f"best: {short_form(result.genotype)} | {shown}")
-    print(f"genotype: {result.path}/genotype.json")
-
-
-def _shown(metrics: dict[str, Any], objectives: Sequence[str]) -> str:
-    """The objectives and the usual headline metrics, for one printed line."""
-    keys = dict.fromkeys([*objectives, "val_acc", "test_acc", "params", "macs", "latency_ms"])
-    return " ".join(f"{k} {_fmt(metrics[k])}" for k in keys if finite(metrics.get(k)))
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, int) and abs(value) >= 10_000:
-        return f"{value / 1e6:.3g}M"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    print_best(result.path, result.genotype, result.metrics, result.pareto, objectives)
 
 
 def load_space_definition(config: dict[str, Any]) -> SearchSpace:

@@ -15,8 +15,9 @@ events, checkpoints, and the evaluator's own folder ``train/``), and at the end
 trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json`` +
 ``pareto/`` + ``pareto.png``.
 
->>> from nas.evaluators.nb201_table import NB201TableEvaluator
->>> result = search_ray("nb201", NB201TableEvaluator(), strategy="tpe", trials=50)  # doctest: +SKIP
+>>> from nas.evaluators import evaluator_from_config
+>>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
+>>> result = search_ray("nb201", table, strategy="tpe", trials=50)  # doctest: +SKIP
 >>> result.genotype, result.trials.head()  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -54,6 +55,7 @@ from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
 from nas.strategies.blackbox.results import (
     TrialRecord,
     plain,
+    print_best,
     table_rows,
     write_results,
 )
@@ -486,10 +488,5 @@ def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
     if result.genotype is None:
         print(f"no trial ran to the end; see {result.path}/trials.csv")
         return
-    shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items()
-                     if k in config["objectives"] or k in ("test_acc", "params", "epoch"))
-    if len(config["objectives"]) > 1:
-        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
-    print(f"best: {short_form(result.genotype)} | {shown}")
-    print(f"genotype: {result.path}/genotype.json")
+    print_best(result.path, result.genotype, result.metrics, result.pareto, config["objectives"])
     print(f"Tune logs: tensorboard --logdir {result.path}/{EXPERIMENT}")

@@ -141,6 +141,27 @@ def write_results(run: Run, records: Sequence[TrialRecord], objectives: Sequence
     return Outcome(best.genotype, dict(best.metrics), [(r.genotype, dict(r.metrics)) for r in front])
 
 
+def headline(metrics: dict[str, Any], objectives: Sequence[str]) -> str:
+    """The objectives and the usual headline metrics, for one printed line."""
+    keys = dict.fromkeys([*objectives, "val_acc", "test_acc", "params", "macs", "latency_ms"])
+    return " ".join(f"{k} {_fmt(metrics[k])}" for k in keys if finite(metrics.get(k)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value / 1e6:.3g}M"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_best(path: Any, genotype: Genotype, metrics: dict[str, Any], pareto: Sequence[Any],
+               objectives: Sequence[str]) -> None:
+    """The closing lines of a search: the Pareto set's size, the best genotype and its file."""
+    if len(objectives) > 1:
+        print(f"pareto front: {len(pareto)} genotypes in {path}/pareto/ (pareto.json)")
+    print(f"best: {short_form(genotype)} | {headline(metrics, objectives)}")
+    print(f"genotype: {path}/genotype.json")
+
+
 def _values(record: TrialRecord, objectives: Sequence[str]) -> dict[str, float]:
     return {name: record.metrics[name] for name in objectives}
 
