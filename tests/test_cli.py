@@ -126,3 +126,8 @@ def test_search_usage_errors_stay_short(tmp_path):
     assert result.returncode == 2
     assert "--trial-setting lr='fast': expected float (lr takes a number, got 'fast')" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "config.json").write_text('{"kind": "train"}')
+    result = run_cli("search", "--resume", str(tmp_path / "train"))
+    assert result.returncode == 2 and "was not made by nas search (no known strategy in its config.json)" in \
+        result.stderr

@@ -102,8 +102,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     saved = Run.open(args.resume).config if args.resume else None
-    name = args.strategy or (saved or {}).get("strategy") or DEFAULT_STRATEGY
-    if saved is not None and name not in registered_strategies():
+    name = args.strategy or (saved.get("strategy") if saved is not None else DEFAULT_STRATEGY)
+    if name not in registered_strategies():
         raise NasError(f"{args.resume} was not made by nas search (no known strategy in its config.json); "
                        "pass --strategy")
     strategy = get_strategy(name)
