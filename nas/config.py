@@ -110,9 +110,13 @@ def check_value(cls: type, name: str, value: Any) -> None:
 
 
 def check(obj: Any) -> Any:
-    """Validate every field of the settings object ``obj`` by its type and metadata; returns ``obj``."""
+    """Validate every field of the settings object ``obj`` by its type and metadata, then how the
+    fields go together (the object's ``check_together()``, where it has one); returns ``obj``."""
     for f in dataclasses.fields(obj):
         check_value(type(obj), f.name, getattr(obj, f.name))
+    together = getattr(obj, "check_together", None)
+    if together is not None:
+        together()
     return obj
 
 

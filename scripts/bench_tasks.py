@@ -98,8 +98,8 @@ def bn_recalibrated_quality(model, task: str, config) -> dict[str, float]:
     from torch.utils.data import DataLoader
 
     from nas.data.tasks import ShapesDataset, collate_detection
-    from nas.train.tasks import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED
     from nas.train.metrics import evaluate_detector, evaluate_segmenter
+    from nas.train.tasks import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED
 
     model = copy.deepcopy(model).cpu()
     for module in model.modules():

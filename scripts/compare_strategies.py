@@ -38,8 +38,8 @@ def one_search(job: tuple[str, str, str, int, int, int, int]) -> dict[str, Any]:
     import optuna
 
     from nas.evaluators.nb201_table import NB201TableEvaluator
-    from nas.strategies.blackbox.optuna_search import make_objective, make_sampler
     from nas.space import load_space
+    from nas.strategies.blackbox.optuna_search import make_objective, make_sampler
 
     root, dataset, strategy, seed, trials, population, sample_size = job
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nas.errors import NasError  # noqa: E402
-from nas.evaluators.nb201_table import NB201TableEvaluator  # noqa: E402
-from nas.strategies.blackbox.optuna_search import STRATEGIES  # noqa: E402
-from nas.strategies.blackbox.ray_tune import search_ray  # noqa: E402
+from nas.evaluators import evaluator_from_config  # noqa: E402
+from nas.strategies import get_strategy, registered_strategies  # noqa: E402
+from nas.strategies.blackbox.settings import BlackboxSettings  # noqa: E402
+
+STRATEGIES = sorted(name for name, cls in registered_strategies().items() if cls.kind == "blackbox")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", metavar="RUN", help="continue a stopped search")
     args = parser.parse_args(argv)
     try:
-        table = NB201TableEvaluator(args.nb201_root, dataset=args.dataset)
-        result = search_ray("nb201", table, strategy=args.strategy, trials=args.trials, seed=args.seed,
-                            out=args.out, resume=args.resume, address=args.address,
-                            max_concurrent=args.max_concurrent)
+        table = evaluator_from_config({"name": "nb201", "root": args.nb201_root, "dataset": args.dataset})
+        settings = BlackboxSettings(trials=None if args.resume else args.trials, backend="ray",
+                                    ray_address=args.address, max_concurrent=args.max_concurrent)
+        result = get_strategy(args.strategy).search("nb201", settings, evaluator=table, out=args.out,
+                                                    resume=args.resume, seed=args.seed)
     except NasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

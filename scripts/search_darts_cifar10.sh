@@ -10,7 +10,7 @@
 #       --arch-lr 6e-4 --w-lr 0.1 --warmup-epochs 15                        # PC-DARTS
 # DATA_ROOT: CIFAR-10 as torchvision pickles or JPEG class folders, zipped or not
 # (e.g. ../shared/data/cifar10-jpeg). Resume an interrupted search with
-#   python -m nas search --strategy darts --resume RUN_FOLDER
+#   python -m nas search --resume RUN_FOLDER
 set -euo pipefail
 if [ $# -lt 1 ]; then
     echo "usage: $0 DATA_ROOT [more nas search options]" >&2

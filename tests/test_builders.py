@@ -14,7 +14,13 @@ from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from nas.builders import ModelSpec, backbone_cell_prefixes, build_backbone, build_classifier, heads
+from nas.builders import (
+    ModelSpec,
+    backbone_cell_prefixes,
+    build_backbone,
+    build_classifier,
+    heads,
+)
 from nas.builders.cells import Cell, ResidualReduction
 from nas.errors import NasError
 from nas.genotype import from_nb201_string, get_reference, random_genotype

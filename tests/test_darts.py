@@ -12,12 +12,15 @@ import torch
 import yaml
 
 from nas.cli import main
+from nas.config import check
 from nas.errors import NasError
 from nas.genotype import resolve_genotype
 from nas.space import load_space
-from nas.strategies.oneshot import Architect, DartsConfig, Supernet, derive_genotype, search_darts
-from nas.strategies.oneshot.search import train_step
-from nas.strategies.oneshot.supernet import edges_per_cell
+from nas.strategies.oneshot.architect import Architect
+from nas.strategies.oneshot.derive import derive_genotype
+from nas.strategies.oneshot.search import search_darts, train_step
+from nas.strategies.oneshot.settings import DartsConfig
+from nas.strategies.oneshot.supernet import Supernet, edges_per_cell
 
 
 def tiny(**changes) -> DartsConfig:
@@ -246,11 +249,11 @@ def test_collapse_remedies(tmp_path):
 
 def test_config_errors_say_what_to_change(tmp_path):
     with pytest.raises(NasError, match="partial channels K=3 must divide init channels 8"):
-        DartsConfig(partial_channels=3).validate()
-    with pytest.raises(NasError, match="order must be 1"):
-        DartsConfig(order=3).validate()
-    with pytest.raises(NasError, match="unknown collapse remedy 'fair'"):
-        DartsConfig(collapse_remedy="fair").validate()
+        check(DartsConfig(partial_channels=3))
+    with pytest.raises(NasError, match="order: 3 is not one of 1, 2"):
+        check(DartsConfig(order=3))
+    with pytest.raises(NasError, match="collapse_remedy: 'fair' is not one of aux-skip, early-stop, none"):
+        check(DartsConfig(collapse_remedy="fair"))
     (tmp_path / "config.json").write_text('{"kind": "random", "strategy": "random"}')
     with pytest.raises(NasError, match="not a DARTS search run"):
         search_darts(resume=tmp_path, progress=False, plots=False)

@@ -10,10 +10,14 @@ import pytest
 
 from nas.errors import NasError
 from nas.evaluators import evaluator_from_config
-from nas.evaluators.nb201_table import TABLE_12_EPOCHS, TABLE_200_EPOCHS, TABLE_PARAMS, NB201TableEvaluator
+from nas.evaluators.nb201_table import (
+    TABLE_12_EPOCHS,
+    TABLE_200_EPOCHS,
+    TABLE_PARAMS,
+    NB201TableEvaluator,
+)
 from nas.evaluators.training import TrainingEvaluator
 from nas.genotype import from_nb201_string, get_reference, to_nb201_string
-
 from tests.conftest import shared_data
 
 ARCHES = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
@@ -151,7 +155,12 @@ def test_training_evaluator_checks_its_settings() -> None:
 
 
 def test_one_registration_adds_an_evaluator() -> None:
-    from nas.evaluators import EVALUATORS, Evaluator, create_evaluator, register_evaluator
+    from nas.evaluators import (
+        EVALUATORS,
+        Evaluator,
+        create_evaluator,
+        register_evaluator,
+    )
 
     @register_evaluator("toy-depth")
     class DepthEvaluator(Evaluator):

@@ -6,6 +6,7 @@ cell's ops), so they run without data; the NAS-Bench-201 table tests skip when
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import math
@@ -23,12 +24,26 @@ from optuna.trial import TrialState
 
 from nas.errors import NasError
 from nas.evaluators.base import Evaluator, Report
-from nas.genotype import REFERENCES, CellGenotype, Genotype, from_nb201_string, random_genotype, resolve_genotype
+from nas.genotype import (
+    REFERENCES,
+    CellGenotype,
+    Genotype,
+    from_nb201_string,
+    random_genotype,
+    resolve_genotype,
+)
 from nas.space import available_spaces, load_space
-from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.evolution import (
+    RegularizedEvolutionSampler,
+    genotype_mutation,
+)
 from nas.strategies.blackbox.optuna_search import make_sampler, search_blackbox
-from nas.strategies.blackbox.sampling import genotype_to_params, param_choices, params_to_genotype, suggest_genotype
-
+from nas.strategies.blackbox.sampling import (
+    genotype_to_params,
+    param_choices,
+    params_to_genotype,
+    suggest_genotype,
+)
 from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -411,6 +426,10 @@ def test_nas_search_command_on_the_table(tmp_path: Path, capsys) -> None:
     assert study.trials[0].user_attrs["enqueued"] == "NB201_RESNET"
     assert Genotype.load(out / "genotype.json") == from_nb201_string(json.loads(
         (out / "best.json").read_text())["short"])
+    with open(out / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["trial"]) for r in rows] == list(range(12)) and {r["status"] for r in rows} == {"complete"}
+    assert json.loads((out / "best.json").read_text())["values"]["val_acc"] == max(float(r["val_acc"]) for r in rows)
     # resume with a larger budget: only the missing trials run
     assert main(["search", "--resume", str(out), "--trials", "15"]) == 0
     assert len(optuna.load_study(study_name="evolution-nb201", storage=f"sqlite:///{out / 'study.db'}").trials) == 15

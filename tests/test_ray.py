@@ -27,7 +27,8 @@ from nas.errors import NasError  # noqa: E402
 from nas.evaluators.base import Evaluator, Report  # noqa: E402
 from nas.genotype import Genotype, from_nb201_string, to_nb201_string  # noqa: E402
 from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray  # noqa: E402
-from nas.strategies.blackbox.ray_tune import pareto_front, search_ray  # noqa: E402
+from nas.strategies.blackbox.ray_tune import search_ray  # noqa: E402
+from nas.strategies.blackbox.results import pareto_front  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OP_QUALITY = {"none": 0.0, "skip_connect": 0.2, "avg_pool_3x3": 0.4, "nor_conv_1x1": 0.7, "nor_conv_3x3": 1.0}

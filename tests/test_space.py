@@ -90,12 +90,11 @@ def test_spaces_load_from_any_folder(tmp_path):
 
 @pytest.mark.slow
 def test_wheel_contains_the_space_files(tmp_path):
+    import shutil
     import subprocess
     import sys
     import zipfile
     from pathlib import Path
-
-    import shutil
 
     pytest.importorskip("setuptools", reason="building without isolation needs setuptools in this environment")
     repo = Path(__file__).resolve().parent.parent

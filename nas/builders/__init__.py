@@ -7,7 +7,12 @@ of detectors and segmenters are registered with :func:`register_head`.
 from nas.builders.arch import build
 from nas.builders.heads import get_head, heads, register_head
 from nas.builders.networks import Backbone
-from nas.builders.spec import ModelSpec, backbone_cell_prefixes, build_backbone, build_classifier
+from nas.builders.spec import (
+           ModelSpec,
+           backbone_cell_prefixes,
+           build_backbone,
+           build_classifier,
+)
 
 __all__ = ["Backbone", "ModelSpec", "backbone_cell_prefixes", "build", "build_backbone", "build_classifier",
            "get_head", "heads", "register_head"]

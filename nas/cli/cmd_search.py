@@ -1,73 +1,190 @@
-"""``nas search``: one command for every strategy.
+"""``nas search``: one command for every registered strategy (:mod:`nas.strategies`).
 
-Common options live here; each strategy module adds its own option group through
-``add_arguments(parser)`` and runs through ``run_from_args(args)``.
+The common options and the evaluator's live here; every strategy's ``Settings`` dataclass gives
+its own option group (:func:`nas.cli.options.add_settings`), so a strategy registered anywhere
+appears here without an edit. The evaluator options become a plain evaluator config for
+:func:`nas.evaluators.evaluator_from_config`. Module level imports stay light (no torch,
+Optuna or Ray): ``nas search --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
+from typing import Any
 
+from nas.cli.options import add_settings, apply
+from nas.config import field_type, parse_value
 from nas.errors import NasError
+from nas.strategies import SearchData, get_strategy, registered_strategies
 
 ORDER = 20
-
-# strategy name -> module that implements it (imported only when used, so a missing optional
-# backend does not break the other strategies)
-STRATEGIES = {
-    "darts": "nas.strategies.oneshot.darts",
-    "random": "nas.strategies.blackbox.cli",
-    "tpe": "nas.strategies.blackbox.cli",
-    "evolution": "nas.strategies.blackbox.cli",
-    "nsga2": "nas.strategies.blackbox.cli",
-}
+DEFAULT_STRATEGY = "darts"
+EPOCHS_PER_TRIAL = 3
+TASK_EVALUATORS = ("detection", "segmentation")
+# the training evaluator's own default; a config without it is read as 0 (runs from before hold-outs)
+TRAIN_VAL_FRACTION = 0.2
+# training settings with an option of their own (or none at all), refused in --trial-setting
+OWN_OPTIONS = {"epochs": "use --epochs-per-trial", "batch_size": "use --trial-batch-size",
+               "init_channels": "use --trial-init-channels", "layers": "use --trial-layers",
+               "device": "use --device", "seed": "use --seed", "export_formats": "trials export nothing"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    strategies = registered_strategies()
     p = sub.add_parser("search", help="search a space for an architecture",
-                       description="Search a space with DARTS (gradient, one-shot) or a black-box strategy "
-                       "(Optuna samplers, optionally as Ray Tune trials). The run folder receives the "
-                       "config, metrics, the found genotype.json and plots.")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES),
-                   help="search strategy (default darts; with --resume, the run's own)")
+                       usage="nas search [--strategy NAME] [--space SPACE] [--out RUN | --resume RUN] [options]",
+                       description="Search a space with a one-shot strategy (DARTS: a supernet trained by "
+                       "gradient) or a black-box one (Optuna samplers, optionally as Ray Tune trials). The run "
+                       "folder receives the config, metrics, the found genotype.json and plots.")
+    p.add_argument("--strategy", choices=sorted(strategies),
+                   help=f"search strategy (default {DEFAULT_STRATEGY}; with --resume, the run's own)")
     p.add_argument("--space", help="space name or .yaml file (default darts; nb201 with --evaluator nb201)")
     p.add_argument("--dataset", default="digits", help="data set: digits (embedded, default), cifar10, cifar100, "
                    "imagefolder; with --evaluator detection / segmentation: shapes (embedded, default), coco, voc")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run folder to create (default runs/<strategy>-<space>-<time>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its own strategy, "
+                   "backend and settings")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when present)")
-    seen = set()
-    for module_name in STRATEGIES.values():
-        if module_name in seen:
-            continue
-        seen.add(module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("nas."):
-                raise
-            continue  # strategy not present in this build
-        module.add_arguments(p)
+    taken = {a.dest for a in _add_evaluator_options(p)} | {"strategy", "space", "dataset", "data_root", "seed",
+                                                              "out", "resume", "device", "help"}
+    groups: dict[type, list[str]] = {}
+    for name, cls in strategies.items():
+        groups.setdefault(cls.Settings, []).append(name)
+    # the default (one-shot) strategy's options first, then the others in registration order
+    for settings, names in sorted(groups.items(), key=lambda item: strategies[item[1][0]].kind != "oneshot"):
+        first = strategies[names[0]]
+        kind = "one-shot" if first.kind == "oneshot" else "black-box"
+        group = p.add_argument_group(f"{kind} search (--strategy {', '.join(names)})", first.description or None)
+        taken.update(add_settings(group, settings, exclude=taken))
     p.set_defaults(func=cmd_search)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    if args.resume:
-        # a resumed search keeps the strategy and backend it was started with
-        from nas.run import Run
+def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    g = p.add_argument_group(
+        "evaluator of black-box strategies",
+        "each trial scores one genotype by a short training run (--evaluator train), a NAS-Bench-201 table lookup "
+        "(--evaluator nb201) or a short detection / segmentation training run with the genotype as backbone "
+        "(--evaluator detection|segmentation)")
+    return [
+        g.add_argument("--evaluator", default="train",
+                       help="train: train each genotype briefly on --dataset and select on a held-out 20%% of its "
+                       "training images (default); nb201: look the cell up in the NAS-Bench-201 tables (space "
+                       "nb201; a search takes seconds); detection / segmentation: train a detector (objective "
+                       "map) or segmenter (miou) on the genotype backbone, on generated shapes unless --dataset "
+                       "coco / voc"),
+        g.add_argument("--nb201-root", metavar="DIR", help="folder with the NAS-Bench-201 CSV tables (default "
+                       "../shared/data/nas-bench-201 when present)"),
+        g.add_argument("--nb201-dataset", default="cifar10", choices=("cifar10", "cifar100", "imagenet16-120"),
+                       help="which of the benchmark's data sets the table answers for (default cifar10)"),
+        g.add_argument("--epochs-per-trial", type=int, help=f"training epochs per trial (default {EPOCHS_PER_TRIAL})"),
+        g.add_argument("--trial-batch-size", type=int, help="training batch size per trial (default: the recipe's)"),
+        g.add_argument("--trial-init-channels", type=int,
+                       help="initial channels of trial networks (default: the recipe's)"),
+        g.add_argument("--trial-layers", type=int, help="cells of trial networks (default: the recipe's)"),
+        g.add_argument("--trial-setting", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other training setting of every trial, repeatable: a `nas train` option for "
+                       "--evaluator train (lr=0.1, train_subset=500, val_fraction=0.1), a `nas detect` / `nas "
+                       "segment` option for detection / segmentation (image_size=64, train_images=120)"),
+        g.add_argument("--task-head", metavar="NAME", help="detection: fasterrcnn, retinanet or fcos (default fcos); "
+                       "segmentation: fcn, deeplabv3 or unet (default unet)"),
+        g.add_argument("--ann", help="detection on --dataset coco: the annotation JSON (images in --data-root)"),
+        g.add_argument("--images", help="segmentation on --dataset voc: folder of images"),
+        g.add_argument("--masks", help="segmentation on --dataset voc: folder of PNG class-id masks"),
+        g.add_argument("--num-classes", type=int, help="segmentation on --dataset voc: classes incl. background"),
+    ]
 
-        saved = Run.open(args.resume).config
-        if args.strategy is None:
-            if saved.get("strategy") not in STRATEGIES:
-                raise NasError(f"{args.resume} was not made by nas search (no known strategy in its config.json); "
-                               "pass --strategy")
-            args.strategy = saved["strategy"]
-        if "backend" in saved and hasattr(args, "backend"):
-            args.backend = saved["backend"]
-    args.strategy = args.strategy or "darts"
-    if args.space is None:
-        args.space = "nb201" if getattr(args, "evaluator", None) == "nb201" else "darts"
-    module = importlib.import_module(STRATEGIES[args.strategy])
-    return int(module.run_from_args(args) or 0)
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.evaluators import evaluator_from_config
+    from nas.run import Run
+    from nas.space import load_space
+
+    saved = Run.open(args.resume).config if args.resume else None
+    name = args.strategy or (saved.get("strategy") if saved is not None else DEFAULT_STRATEGY)
+    if name not in registered_strategies():
+        raise NasError(f"{args.resume} was not made by nas search (no known strategy in its config.json); "
+                       "pass --strategy")
+    strategy = get_strategy(name)
+    settings = apply(strategy.Settings(), args)
+    space = evaluator = None
+    if saved is None:
+        space = load_space(args.space or ("nb201" if args.evaluator == "nb201" else "darts"))
+        if strategy.kind == "blackbox":
+            evaluator = evaluator_from_config(evaluator_config(args, space, settings))
+    elif strategy.kind == "blackbox" and "evaluator" in saved:
+        # the run's own evaluator, on this machine's device
+        device = {"device": args.device} if "device" in saved["evaluator"] else {}
+        evaluator = evaluator_from_config(saved["evaluator"], **device)
+    result = strategy.search(space, settings, evaluator=evaluator,
+                             data=SearchData(args.dataset, args.data_root, args.device), out=args.out,
+                             resume=args.resume, seed=args.seed, progress=True)
+    if result.genotype is not None:
+        print(f"next: nas train --genotype {result.path}", flush=True)
+    return 0
+
+
+def evaluator_config(args: argparse.Namespace, space: Any, settings: Any) -> dict[str, Any]:
+    """The evaluator config (``{"name": NAME, **settings}``) that the evaluator options describe."""
+    name = args.evaluator
+    trial = trial_settings(args.trial_setting, name)
+    if name == "nb201":
+        if args.trial_setting:
+            raise NasError("--trial-setting applies to trials that train; the nb201 evaluator looks them up")
+        if space.name != "nb201":
+            raise NasError(f"--evaluator nb201 scores cells of the nb201 space, not {space.name!r}; add --space nb201")
+        return {"name": name, "root": args.nb201_root, "dataset": args.nb201_dataset}
+    if args.task_head is not None and name not in TASK_EVALUATORS:
+        raise NasError("--task-head applies to --evaluator detection or segmentation")
+    common = {"space": space.to_dict(), "data_root": args.data_root,
+              "epochs": args.epochs_per_trial or EPOCHS_PER_TRIAL, "batch_size": args.trial_batch_size,
+              "init_channels": args.trial_init_channels, "device": args.device, "seed": args.seed,
+              "measure_latency": "latency_ms" in (getattr(settings, "objectives", None) or ())}
+    if name in TASK_EVALUATORS:
+        config = {"name": name, "head": args.task_head, **common,
+                  "dataset": "shapes" if args.dataset == "digits" else args.dataset,  # digits: the search's default
+                  "ann": args.ann, "images": args.images, "masks": args.masks, "num_classes": args.num_classes}
+    elif name == "train":
+        config = {"name": name, **common, "dataset": args.dataset, "layers": args.trial_layers,
+                  "val_fraction": TRAIN_VAL_FRACTION}
+    else:
+        config = {"name": name}
+    return {k: v for k, v in {**config, **trial}.items() if v is not None}
+
+
+def trial_settings_class(evaluator: str) -> type | None:
+    """The settings dataclass whose fields ``--trial-setting`` sets for ``evaluator`` (the
+    registered evaluator's ``trial_settings``; None for an evaluator that does not train)."""
+    from nas.evaluators import EVALUATORS
+
+    cls = EVALUATORS[evaluator][0] if evaluator in EVALUATORS else None
+    return getattr(cls, "trial_settings", None)
+
+
+def trial_settings(items: list[str], evaluator: str) -> dict[str, Any]:
+    """``["lr=0.1", "augment=false"]`` -> ``{"lr": 0.1, "augment": False}``, each value parsed as its
+    field of the evaluator's settings class; unknown names and bad values raise :class:`NasError`."""
+    if not items:
+        return {}
+    cls = trial_settings_class(evaluator)
+    if cls is None:
+        raise NasError(f"--trial-setting applies to the evaluators that train (train, detection, segmentation), "
+                       f"not {evaluator!r}")
+    known = {f.name for f in dataclasses.fields(cls)} - set(OWN_OPTIONS)
+    settings: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise NasError(f"--trial-setting {item!r} is not NAME=VALUE (for example lr=0.1)")
+        if name in OWN_OPTIONS:
+            raise NasError(f"--trial-setting {name}: {OWN_OPTIONS[name]}")
+        if name not in known:
+            raise NasError(f"--trial-setting: unknown setting {name!r}; known: {', '.join(sorted(known))}")
+        try:
+            settings[name] = parse_value(cls, name, text)
+        except NasError as exc:
+            kind = field_type(cls, name)[0].__name__
+            raise NasError(f"--trial-setting {name}={text.strip()!r}: expected {kind} ({exc})") from None
+    return settings

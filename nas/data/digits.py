@@ -7,7 +7,12 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from nas.data.base import DatasetInfo, TensorImageDataset, channel_stats, stratified_split
+from nas.data.base import (
+    DatasetInfo,
+    TensorImageDataset,
+    channel_stats,
+    stratified_split,
+)
 from nas.data.transforms import train_transform
 
 DEFAULT_IMAGE_SIZE = 32
@@ -16,7 +21,9 @@ DEFAULT_TEST_FRACTION = 0.2
 
 @lru_cache(maxsize=4)
 def _arrays(image_size: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, ...]:
-    from sklearn.datasets import load_digits  # scikit-learn imports slowly; only pay when used
+    from sklearn.datasets import (
+        load_digits,  # scikit-learn imports slowly; only pay when used
+    )
 
     digits = load_digits()
     # Pixel values are 0..16; bilinear upsampling once here, not per item.

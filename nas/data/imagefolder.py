@@ -15,8 +15,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from nas.data.base import DatasetInfo, Normalise, TensorImageDataset, channel_stats, stratified_split
-from nas.data.files import CLASS_LAYOUT, FileTree, decode_all, decode_one, find_splits, fit, scan_classes
+from nas.data.base import (
+    DatasetInfo,
+    Normalise,
+    TensorImageDataset,
+    channel_stats,
+    stratified_split,
+)
+from nas.data.files import (
+    CLASS_LAYOUT,
+    FileTree,
+    decode_all,
+    decode_one,
+    find_splits,
+    fit,
+    scan_classes,
+)
 from nas.data.transforms import Transform, train_transform
 from nas.errors import NasError
 

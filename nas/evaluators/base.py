@@ -30,6 +30,7 @@ class Evaluator(ABC):
 
     objective: str = "val_acc"
     space: str = ""
+    trial_settings: type | None = None  # the settings dataclass that ``--trial-setting NAME=VALUE`` sets, if any
 
     @abstractmethod
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,

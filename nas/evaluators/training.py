@@ -42,7 +42,7 @@ from nas.train.config import TrainConfig, check_config, recipe
 from nas.train.engine import check_finite
 from nas.train.tasks import data_spec, get_task
 
-__all__ = ["TrainingEvaluator", "TrialDiverged"]
+__all__ = ["TrainingEvaluator"]
 
 NAMES = {"classification": "train", "detection": "detection", "segmentation": "segmentation"}
 QUALITY = {"classification": ("val_acc", "best_val_acc", "val_loss", "train_acc"),
@@ -73,6 +73,8 @@ class TrainingEvaluator(Evaluator):
     train_settings: any other :class:`nas.train.TrainConfig` field (``lr``, ``train_subset``,
         ``image_size``, ``train_images``, ...).
     """
+
+    trial_settings = TrainConfig
 
     def __init__(self, dataset: str | None = None, *, task: str = "classification", head: str | None = None,
                  space: SearchSpace | str | dict[str, Any] | None = None, data_root: str | Path | None = None,

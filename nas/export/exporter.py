@@ -27,7 +27,12 @@ from nas.checkpoint import load_model
 from nas.data.tasks import ShapesDataset
 from nas.errors import NasError
 from nas.export.formats import FORMATS, parse_formats
-from nas.export.source import import_source, needs_torchvision, source_text, write_source
+from nas.export.source import (
+    import_source,
+    needs_torchvision,
+    source_text,
+    write_source,
+)
 
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)
 MANIFEST = "manifest.json"

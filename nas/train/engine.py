@@ -34,7 +34,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from nas.builders.spec import ModelSpec, check_head
-from nas.checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nas.checkpoint import (
+    copy_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from nas.config import from_dict
 from nas.errors import NasError, TrialDiverged
 from nas.export import export

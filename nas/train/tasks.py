@@ -24,7 +24,12 @@ from torch.utils.data import Dataset, Subset
 from nas.builders.spec import ModelSpec
 from nas.data import get_dataset
 from nas.data.base import TensorImageDataset, stratified_split
-from nas.data.tasks import CocoDetection, MaskFolderSegmentation, ShapesDataset, collate_detection
+from nas.data.tasks import (
+    CocoDetection,
+    MaskFolderSegmentation,
+    ShapesDataset,
+    collate_detection,
+)
 from nas.errors import NasError
 from nas.genotype import Genotype
 from nas.space import SearchSpace

@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.errors import NasError
 from nas.genotype import mutate
 from nas.space import SearchSpace, load_space
+from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype
 
 Params = dict[str, Any]
 MutateParams = Callable[[Params, Sequence[FrozenTrial], random.Random], Params]
@@ -62,7 +63,7 @@ class RegularizedEvolutionSampler(BaseSampler):
         self._mutate = mutate or mutate_one_param
         self._rng = random.Random(seed)
         self._random = RandomSampler(seed=seed)
-        # trial id -> the child parameters planned for it (several workers may share a sampler)
+        # trial number -> the child parameters planned for it (several workers may share a sampler)
         self._children: dict[int, Params] = {}
 
     def reseed_rng(self) -> None:
@@ -97,7 +98,7 @@ class RegularizedEvolutionSampler(BaseSampler):
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        self._children.pop(trial._trial_id, None)
+        self._children.pop(trial.number, None)
 
     # -- evolution ------------------------------------------------------------------------------
     def _population(self, study: Study) -> list[FrozenTrial]:
@@ -107,8 +108,8 @@ class RegularizedEvolutionSampler(BaseSampler):
         return complete[-self.population_size:]
 
     def _child(self, study: Study, trial: FrozenTrial) -> Params:
-        if trial._trial_id in self._children:
-            return self._children[trial._trial_id]
+        if trial.number in self._children:
+            return self._children[trial.number]
         population = self._population(study)
         child: Params = {}
         if len(population) >= self.population_size and "fixed_params" not in trial.system_attrs:
@@ -116,7 +117,7 @@ class RegularizedEvolutionSampler(BaseSampler):
             pick = max if study.direction == StudyDirection.MAXIMIZE else min
             parent = pick(sample, key=lambda t: t.value)
             child = self._mutate(dict(parent.params), population, self._rng)
-        self._children[trial._trial_id] = child
+        self._children[trial.number] = child
         return child
 
 
@@ -138,8 +139,6 @@ def genotype_mutation(space: SearchSpace | str) -> MutateParams:
     """A ``mutate`` for :class:`RegularizedEvolutionSampler` that applies
     :func:`nas.genotype.mutate` (one op, one edge input, one block or one depth) to the
     genotype the parameters describe; the child stays inside ``space``."""
-    from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype
-
     space = load_space(space)
 
     def mutate_genotype(params: Params, population: Sequence[FrozenTrial], rng: random.Random) -> Params:
@@ -156,7 +155,5 @@ def genotype_mutation(space: SearchSpace | str) -> MutateParams:
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:
-    try:
-        return distribution._contains(distribution.to_internal_repr(value))
-    except (ValueError, TypeError):
-        return False
+    """Whether ``value`` is one of the choices (every parameter of a genotype is categorical)."""
+    return isinstance(distribution, CategoricalDistribution) and value in distribution.choices

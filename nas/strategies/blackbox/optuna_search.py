@@ -6,8 +6,9 @@ study lives in ``study.db`` (SQLite) inside the run folder unless another databa
 given, so a search stopped at any moment continues with ``resume=RUN`` and several processes
 given the same URL and study name search one study together.
 
->>> from nas.evaluators.nb201_table import NB201TableEvaluator
->>> result = search_blackbox("nb201", NB201TableEvaluator(), strategy="evolution",
+>>> from nas.evaluators import evaluator_from_config
+>>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
+>>> result = search_blackbox("nb201", table, strategy="evolution",
 ...                          trials=100, seed=0)  # doctest: +SKIP
 >>> result.genotype, result.metrics["test_acc"]  # doctest: +SKIP
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import optuna
+import torch
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -36,11 +38,27 @@ from nas.evaluators.base import Evaluator
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
-from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
-from nas.strategies.blackbox.sampling import genotype_to_params, params_to_genotype, short_form, suggest_genotype
+from nas.strategies.blackbox.evolution import (
+    RegularizedEvolutionSampler,
+    genotype_mutation,
+)
+from nas.strategies.blackbox.results import (
+    TrialRecord,
+    finite,
+    headline,
+    plain,
+    print_best,
+    write_results,
+)
+from nas.strategies.blackbox.sampling import (
+    genotype_to_params,
+    params_to_genotype,
+    short_form,
+    suggest_genotype,
+)
+from nas.strategies.blackbox.settings import PRUNERS
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
-PRUNERS = ("none", "sha", "hyperband")
 # metrics a multi-objective search minimises; every other objective is maximised
 MINIMISED_METRICS = ("params", "macs", "latency_ms", "activation_mib", "loss", "val_loss", "train_loss")
 # a trial whose process stopped is failed by another worker once its heartbeat is this old
@@ -179,8 +197,8 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
             trial.set_user_attr("fail_reason", f"NasError: {exc}")
             raise
         except Exception as exc:  # the search goes on; the reason stays with the trial
-            if "out of memory" in str(exc).lower():
-                _free_cuda_memory()
+            if isinstance(exc, torch.OutOfMemoryError):
+                torch.cuda.empty_cache()  # the next trial gets the memory this one held
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
             return failed
         except KeyboardInterrupt:
@@ -191,9 +209,9 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
             if name not in metrics:
                 raise NasError(f"objective {name!r} is not among the evaluator's metrics "
                                f"({', '.join(sorted(metrics))}); choose --objectives from those")
-        trial.set_user_attr("metrics", _plain(metrics))
+        trial.set_user_attr("metrics", plain(metrics))
         values = [metrics[name] for name in objectives]
-        bad = [name for name, v in zip(objectives, values) if not _finite(v)]
+        bad = [name for name, v in zip(objectives, values) if not finite(v)]
         if bad:
             trial.set_user_attr("fail_reason", f"objective {bad[0]} is {values[objectives.index(bad[0])]!r}")
             return failed
@@ -272,15 +290,15 @@ def fail_interrupted_trials(study: optuna.Study) -> list[int]:
         worker_host, _, pid = worker.rpartition(":")
         if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue
-        storage = study._storage
+        # FrozenTrial names its storage id only as _trial_id; optuna.trial.Trial is the public handle on it
+        running = optuna.trial.Trial(study, trial._trial_id)
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason",
-                                        f"interrupted: process {pid} stopped before the trial finished")
-            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            failed.append(trial.number)
+            running.set_user_attr("fail_reason", f"interrupted: process {pid} stopped before the trial finished")
+            running.set_user_attr("interrupted", True)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another process got there first
+            continue  # another process got there first
+        if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state == TrialState.FAIL:
+            failed.append(trial.number)
     return failed
 
 
@@ -328,8 +346,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2).
 
     Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
-    trial), ``genotype.json`` + ``best.json`` (best trial), for several objectives
-    ``pareto.json`` + ``pareto/NNNN.json``, and ``history.png`` (+ ``pareto.png``).
+    trial, as it finishes) and at the end what :func:`~nas.strategies.blackbox.results.write_results`
+    writes for every backend (``trials.csv``, ``genotype.json`` + ``best.json``, the Pareto set, plots).
     """
     space = load_space(space)
     if trials < 0:
@@ -462,7 +480,7 @@ class _TrialLogger:
             best_text = f"pareto front {len(front)}"
         self.run.log(record, step=trial.number)
         if self.progress:
-            shown = _shown(metrics, self.objectives)
+            shown = headline(metrics, self.objectives)
             if trial.state == TrialState.COMPLETE:
                 status = shown
             elif trial.state == TrialState.PRUNED:
@@ -475,51 +493,30 @@ class _TrialLogger:
 
 def write_outputs(run: Run, study: optuna.Study, space: SearchSpace,
                   objectives: Sequence[str]) -> BlackboxResult:
-    """Write the best genotype / Pareto set and the plots of ``study`` into ``run``."""
-    objectives = list(objectives)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return BlackboxResult(run.path, study, None)
-    front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number),
-                   reverse=study.directions[0] == optuna.study.StudyDirection.MAXIMIZE)
-    pareto = [(trial_genotype(t, space), dict(t.user_attrs.get("metrics", {}))) for t in front]
-    best_trial = front[0]
-    best, best_metrics = pareto[0]
-    best.save(run.path / "genotype.json")
-    run.write_json("best.json", {"trial": best_trial.number, "values": dict(zip(objectives, best_trial.values)),
-                                 "metrics": best_metrics, "params": best_trial.params,
-                                 "genotype": best.to_dict(), "short": short_form(best)})
-    if len(objectives) > 1:
-        members = []
-        for trial, (genotype, metrics) in zip(front, pareto):
-            name = f"pareto/{trial.number:04d}.json"
-            run.write_json(name, genotype.to_dict())
-            members.append({"trial": trial.number, "file": name, "values": dict(zip(objectives, trial.values)),
-                            "metrics": metrics, "short": short_form(genotype)})
-        run.write_json("pareto.json", {"objectives": objectives, "members": members})
-    _plot(run, study, objectives)
-    return BlackboxResult(run.path, study, best, best_metrics, pareto)
+    """Write trials.csv, the best genotype / Pareto set and the plots of ``study`` into ``run``."""
+    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
+    outcome = write_results(run, [_record(t, space) for t in study.get_trials(deepcopy=False, states=_FINISHED)],
+                            objectives, directions)
+    return BlackboxResult(run.path, study, outcome.genotype, outcome.metrics, outcome.pareto)
 
 
-def _plot(run: Run, study: optuna.Study, objectives: list[str]) -> None:
-    import matplotlib
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_STATUS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail"}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if len(objectives) == 1:
-            ax = ovm.plot_optimization_history(study, target_name=objectives[0])
-        else:
-            ax = ovm.plot_optimization_history(study, target=lambda t: t.values[0], target_name=objectives[0])
-        ax.figure.savefig(run.path / "history.png", dpi=120, bbox_inches="tight")
-        plt.close(ax.figure)
-        if len(objectives) > 1:
-            ax = ovm.plot_pareto_front(study, target_names=objectives)
-            ax.figure.savefig(run.path / "pareto.png", dpi=120, bbox_inches="tight")
-            plt.close(ax.figure)
+def _record(trial: FrozenTrial, space: SearchSpace) -> TrialRecord:
+    try:
+        genotype = trial_genotype(trial, space)
+    except NasError:  # failed before a genotype was sampled
+        genotype = None
+    columns: dict[str, Any] = {}
+    if trial.state == TrialState.PRUNED:
+        columns["epoch"] = trial.last_step
+    if trial.duration is not None:
+        columns["seconds"] = round(trial.duration.total_seconds(), 3)
+    columns["error"] = trial.user_attrs.get("fail_reason", "")
+    return TrialRecord(trial.number, _STATUS[trial.state], genotype, dict(trial.user_attrs.get("metrics", {})),
+                       columns, {"params": trial.params})
 
 
 def _print_summary(result: BlackboxResult, objectives: Sequence[str]) -> None:
@@ -531,45 +528,7 @@ def _print_summary(result: BlackboxResult, objectives: Sequence[str]) -> None:
     if result.genotype is None:
         print("no trial completed; see fail_reason in metrics.jsonl")
         return
-    shown = _shown(result.metrics, objectives)
-    if len(objectives) > 1:
-        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
-    print(f"best: {short_form(result.genotype)} | {shown}")
-    print(f"genotype: {result.path}/genotype.json  (nas train --genotype {result.path})")
-
-
-def _shown(metrics: dict[str, Any], objectives: Sequence[str]) -> str:
-    """The objectives and the usual headline metrics, for one printed line."""
-    keys = dict.fromkeys([*objectives, "val_acc", "test_acc", "params", "macs", "latency_ms"])
-    return " ".join(f"{k} {_fmt(metrics[k])}" for k in keys if _finite(metrics.get(k)))
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, int) and abs(value) >= 10_000:
-        return f"{value / 1e6:.3g}M"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics as JSON-ready numbers and strings (user attributes are stored as JSON)."""
-    plain: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, (int, float, str, bool)) or value is None:
-            plain[key] = value
-    return plain
-
-
-def _free_cuda_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    print_best(result.path, result.genotype, result.metrics, result.pareto, objectives)
 
 
 def load_space_definition(config: dict[str, Any]) -> SearchSpace:

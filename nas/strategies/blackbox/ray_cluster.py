@@ -131,7 +131,9 @@ def _enable_token_auth() -> bool:
     if os.environ.get(AUTH_MODE_ENV, "token").lower() == "disabled":
         return False
     try:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth as ray_enable
+        from ray._private.authentication.authentication_token_setup import (
+            _enable_token_auth as ray_enable,
+        )
         from ray._raylet import AuthenticationTokenLoader
     except ImportError:
         raise NasError("the installed Ray has no token authentication (Ray 2.60 has it); upgrade Ray "
@@ -144,7 +146,9 @@ def _enable_token_auth() -> bool:
 
 def _token_auth_active() -> bool:
     try:
-        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+        from ray._private.authentication.authentication_utils import (
+            is_token_auth_enabled,
+        )
     except ImportError:
         return False
     return is_token_auth_enabled()

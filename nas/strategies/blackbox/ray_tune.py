@@ -15,30 +15,34 @@ events, checkpoints, and the evaluator's own folder ``train/``), and at the end
 trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json`` +
 ``pareto/`` + ``pareto.png``.
 
->>> from nas.evaluators.nb201_table import NB201TableEvaluator
->>> result = search_ray("nb201", NB201TableEvaluator(), strategy="tpe", trials=50)  # doctest: +SKIP
+>>> from nas.evaluators import evaluator_from_config
+>>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
+>>> result = search_ray("nb201", table, strategy="tpe", trials=50)  # doctest: +SKIP
 >>> result.genotype, result.trials.head()  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from nas.errors import NasError
+import optuna
+import pandas as pd
+
+from nas.errors import NasError, TrialDiverged
 from nas.evaluators.base import Evaluator
-from nas.evaluators.training import TrialDiverged
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
-from nas.strategies.blackbox.evolution import RegularizedEvolutionSampler, genotype_mutation
+from nas.strategies.blackbox.evolution import (
+    RegularizedEvolutionSampler,
+    genotype_mutation,
+)
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
     load_space_definition,
@@ -47,13 +51,22 @@ from nas.strategies.blackbox.optuna_search import (
     parse_objectives,
 )
 from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
-from nas.strategies.blackbox.sampling import genotype_to_params, param_choices, params_to_genotype, short_form
+from nas.strategies.blackbox.results import (
+    TrialRecord,
+    plain,
+    print_best,
+    table_rows,
+    write_results,
+)
+from nas.strategies.blackbox.sampling import (
+    genotype_to_params,
+    param_choices,
+    params_to_genotype,
+    short_form,
+    suggest_genotype,
+)
+from nas.strategies.blackbox.settings import RAY_SEARCHES, SCHEDULERS
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-SCHEDULERS = ("asha", "hyperband", "none")
-RAY_SEARCHES = ("optuna", "basic")
 EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
 HYPERBAND_BRACKETS = 3
 # keys Tune adds to every result; trials.csv keeps the evaluator's metrics only
@@ -82,7 +95,7 @@ class RaySearchResult:
     genotype: Genotype | None
     metrics: dict[str, Any] = field(default_factory=dict)
     pareto: list[tuple[Genotype, dict[str, Any]]] = field(default_factory=list)
-    trials: "pd.DataFrame | None" = None
+    trials: pd.DataFrame | None = None
     connection: RayConnection | None = None
 
 
@@ -97,8 +110,6 @@ class GenotypeSpace:
         self.space = space
 
     def __call__(self, trial: Any) -> None:
-        from nas.strategies.blackbox.sampling import suggest_genotype
-
         suggest_genotype(trial, self.space)  # the suggestions become the trial's config
 
 
@@ -126,7 +137,7 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
     it already reported. The evaluator's folder is ``tune/trial_<id>/train`` in the run folder
     (``train-2``, ``train-3``, ... for a restarted trial: evaluators start from scratch in a
     new folder). A NaN or infinite objective raises
-    :class:`~nas.evaluators.training.TrialDiverged`. The last report holds the evaluator's
+    :class:`~nas.errors.TrialDiverged`. The last report holds the evaluator's
     final metrics and ``completed = 1``.
     """
     from ray import tune
@@ -142,7 +153,7 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
         last_epoch[:] = [epoch]
         if reported_epoch is not None and epoch <= reported_epoch:
             return  # reported before this trial was restarted
-        values = {**_plain(metrics), "epoch": epoch}
+        values = {**plain(metrics), "epoch": epoch}
         with tempfile.TemporaryDirectory() as staging:
             Path(staging, "progress.json").write_text(json.dumps({"epoch": epoch, "metrics": values,
                                                                   "genotype": genotype.to_dict()}))
@@ -159,7 +170,7 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
         raise NasError(f"objective {missing[0]!r} is not among the evaluator's metrics "
                        f"({', '.join(sorted(metrics))}); choose --objectives from those")
     _check_finite(metrics, objectives, "at the end")
-    final = {**_plain(metrics), "completed": 1}
+    final = {**plain(metrics), "completed": 1}
     if last_epoch and "epoch" not in final:
         final["epoch"] = last_epoch[0]
     tune.report(final)
@@ -176,17 +187,6 @@ def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str)
         value = metrics.get(name)
         if isinstance(value, (int, float)) and not math.isfinite(value):
             raise TrialDiverged(f"{name} is {value} {when}: training diverged")
-
-
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Numbers and strings only: what Tune's result files can hold (TensorBoard takes the numbers)."""
-    plain: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, (int, float, str, bool)):
-            plain[key] = value
-    return plain
 
 
 # -- the search ------------------------------------------------------------------------------------
@@ -379,8 +379,6 @@ def _new_tuner(trainable: Any, run: Run, space: SearchSpace, config: dict[str, A
             sampler = RegularizedEvolutionSampler(population_size=sampler.population_size,
                                                   sample_size=sampler.sample_size,
                                                   mutate=GenotypeMutation(space), seed=config["seed"])
-        import optuna
-
         previous = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not the note that a study was created
         try:
@@ -425,37 +423,27 @@ def _make_scheduler(config: dict[str, Any], metric: str, mode: str) -> Any:
 
 
 # -- results ---------------------------------------------------------------------------------------
-def trials_table(grid: Any, space: SearchSpace, objectives: Sequence[str]) -> "pd.DataFrame":
-    """One row per trial of a Tune ``ResultGrid``, in trial order."""
-    import pandas as pd
-
-    rows = []
-    for number, result in enumerate(grid):  # the grid lists trials in the order Tune created them
-        metrics = dict(result.metrics or {})
-        trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
+def trial_records(grid: Any, space: SearchSpace) -> list[TrialRecord]:
+    """One record per trial of a Tune ``ResultGrid``, numbered in the order Tune created them."""
+    records = []
+    for number, result in enumerate(grid):
+        metrics = final_metrics(result)
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.removeprefix("trial_")
         try:
-            genotype = params_to_genotype(result.config or {}, space)
-            short = short_form(genotype)
+            genotype: Genotype | None = params_to_genotype(result.config or {}, space)
         except NasError:  # a trial that failed before Tune recorded its config
-            genotype, short = None, ""
+            genotype = None
         if result.error is not None:
             status = "error"
-        elif metrics.get("completed"):
+        elif (result.metrics or {}).get("completed"):
             status = "complete"
         else:
             status = "stopped"
-        row: dict[str, Any] = {"trial": number, "trial_id": trial_id,
-                               "status": status, "epoch": metrics.get("epoch")}
-        row.update({name: metrics.get(name) for name in objectives})
-        row.update({k: v for k, v in metrics.items() if k not in _TUNE_KEYS and k not in row})
-        row["seconds"] = metrics.get("time_total_s")
-        row["genotype"] = short
-        row["genotype_json"] = json.dumps(genotype.to_dict()) if genotype is not None else ""
-        row["error"] = _error_line(result.error) if result.error is not None else ""
-        row["path"] = str(result.path)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.sort_values("trial").reset_index(drop=True) if rows else table
+        columns = {"trial_id": trial_id, "epoch": metrics.get("epoch"),
+                   "seconds": (result.metrics or {}).get("time_total_s"),
+                   "error": _error_line(result.error) if result.error is not None else "", "path": str(result.path)}
+        records.append(TrialRecord(number, status, genotype, metrics, columns, {"trial_id": trial_id}))
+    return records
 
 
 def _error_line(error: BaseException) -> str:
@@ -469,116 +457,22 @@ def _error_line(error: BaseException) -> str:
     return lines[0][:500] if lines else type(cause).__name__
 
 
-def pareto_front(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """Indices of the non-dominated rows (``directions``: maximize/minimize per column).
-
-    >>> pareto_front([[0.9, 5], [0.8, 3], [0.7, 4]], ["maximize", "minimize"])
-    [0, 1]
-    """
-    signs = [1 if d == "maximize" else -1 for d in directions]
-    scored = [[s * v for s, v in zip(signs, row)] for row in values]
-    front = []
-    for i, a in enumerate(scored):
-        dominated = any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
-                        for j, b in enumerate(scored) if j != i)
-        if not dominated:
-            front.append(i)
-    return front
-
-
 def write_outputs(run: Run, grid: Any, space: SearchSpace, config: dict[str, Any]) -> RaySearchResult:
     """Write trials.csv, metrics.jsonl, genotype.json/best.json, the Pareto set and plots."""
     objectives = list(config["objectives"])
-    directions = list(config["directions"])
-    table = trials_table(grid, space, objectives)
-    if table.empty:
-        return RaySearchResult(run.path, None, trials=table)
-    table.to_csv(run.path / "trials.csv", index=False)
+    records = trial_records(grid, space)
+    outcome = write_results(run, records, objectives, config["directions"])
+    rows = table_rows(records, objectives)
     run.truncate_metrics(0)  # rewritten whole: a resumed search lists every trial once
-    for record in table.drop(columns=["genotype_json", "path"]).to_dict("records"):
-        run.log({k: v for k, v in record.items() if not _missing(v)}, step=int(record["trial"]))
-    finished = table[(table["status"] == "complete")
-                     & table[objectives].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(axis=1)]
-    if finished.empty:
-        _plot_history(run, table, objectives[0], directions[0])
-        return RaySearchResult(run.path, None, trials=table)
-    front_rows = finished.iloc[pareto_front(finished[objectives].astype(float).values.tolist(), directions)]
-    front_rows = front_rows.sort_values([objectives[0], "trial"], ascending=[directions[0] != "maximize", True])
-    pareto = [(Genotype.from_json(row["genotype_json"]), final_metrics(grid[int(row["trial"])]))
-              for _, row in front_rows.iterrows()]
-    best_row = front_rows.iloc[0]
-    best, best_metrics = pareto[0]
-    best.save(run.path / "genotype.json")
-    run.write_json("best.json", {"trial": int(best_row["trial"]), "trial_id": best_row["trial_id"],
-                                 "values": {name: best_row[name] for name in objectives},
-                                 "metrics": best_metrics, "genotype": best.to_dict(), "short": short_form(best)})
-    if len(objectives) > 1:
-        members = []
-        for (_, row), (genotype, metrics) in zip(front_rows.iterrows(), pareto):
-            name = f"pareto/{int(row['trial']):04d}.json"
-            run.write_json(name, genotype.to_dict())
-            members.append({"trial": int(row["trial"]), "file": name,
-                            "values": {o: row[o] for o in objectives}, "metrics": metrics,
-                            "short": short_form(genotype)})
-        run.write_json("pareto.json", {"objectives": objectives, "members": members})
-        _plot_pareto(run, finished, front_rows, objectives)
-    _plot_history(run, table, objectives[0], directions[0])
-    return RaySearchResult(run.path, best, best_metrics, pareto, trials=table)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+    for row in rows:
+        run.log({k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")},
+                step=int(row["trial"]))
+    return RaySearchResult(run.path, outcome.genotype, outcome.metrics, outcome.pareto, trials=pd.DataFrame(rows))
 
 
 def final_metrics(result: Any) -> dict[str, Any]:
     """The evaluator's metrics in a trial's last report, without Tune's bookkeeping."""
     return {k: v for k, v in (result.metrics or {}).items() if k not in _TUNE_KEYS}
-
-
-def _plot_history(run: Run, table: "pd.DataFrame", objective: str, direction: str) -> None:
-    """``history.png``: the objective of every trial by trial number, and the best so far
-    among trials that ran to the end."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    styles = {"complete": ("tab:blue", "o", "ran to the end"), "stopped": ("tab:gray", "x", "stopped early"),
-              "error": ("tab:red", "v", "error")}
-    for status, (color, marker, label) in styles.items():
-        part = table[(table["status"] == status) & table[objective].notna()]
-        if not part.empty:
-            ax.scatter(part["trial"], part[objective].astype(float), c=color, marker=marker, label=label, s=20)
-    done = table[(table["status"] == "complete") & table[objective].notna()].sort_values("trial")
-    if not done.empty:
-        values = done[objective].astype(float)
-        best = values.cummax() if direction == "maximize" else values.cummin()
-        ax.step(done["trial"], best, where="post", color="tab:orange", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(objective)
-    ax.set_title(f"{objective} per trial ({'higher' if direction == 'maximize' else 'lower'} is better)")
-    ax.legend(loc="best", fontsize=8)
-    fig.savefig(run.path / "history.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _plot_pareto(run: Run, finished: "pd.DataFrame", front: "pd.DataFrame", objectives: Sequence[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x, y = objectives[1], objectives[0]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(finished[x].astype(float), finished[y].astype(float), c="tab:gray", s=15, label="trials")
-    ordered = front.sort_values(x)
-    ax.plot(ordered[x].astype(float), ordered[y].astype(float), "o-", c="tab:orange", label="Pareto front")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.legend(loc="best", fontsize=8)
-    fig.savefig(run.path / "pareto.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
@@ -593,63 +487,5 @@ def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
     if result.genotype is None:
         print(f"no trial ran to the end; see {result.path}/trials.csv")
         return
-    shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items()
-                     if k in config["objectives"] or k in ("test_acc", "params", "epoch"))
-    if len(config["objectives"]) > 1:
-        print(f"pareto front: {len(result.pareto)} genotypes in {result.path}/pareto/ (pareto.json)")
-    print(f"best: {short_form(result.genotype)} | {shown}")
-    print(f"genotype: {result.path}/genotype.json  (nas train --genotype {result.path})")
+    print_best(result.path, result.genotype, result.metrics, result.pareto, config["objectives"])
     print(f"Tune logs: tensorboard --logdir {result.path}/{EXPERIMENT}")
-
-
-# -- command line ----------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The "Ray Tune" option group of ``nas search`` (used with ``--backend ray``)."""
-    group = parser.add_argument_group(
-        "Ray Tune", "with --backend ray: trials run as Ray Tune trials, in parallel on this machine or a cluster, "
-        "with early stopping; the Ray dashboard shows them (token authentication on)")
-    group.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""),
-                       help="Ray cluster to attach to (auto, host:6379 or ray://host:10001); default $RAY_ADDRESS; "
-                       "empty: start a local Ray for this search")
-    group.add_argument("--ray-search", choices=RAY_SEARCHES, default="optuna",
-                       help="optuna: the strategy's Optuna sampler inside Tune's OptunaSearch (default); "
-                       "basic: Tune's own random search over tune.choice per decision (--strategy random)")
-    group.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    group.add_argument("--gpus-per-trial", type=float, default=None,
-                       help="GPUs per trial, fractions allowed (0.5: two trials share a GPU); "
-                       "default 1 when the cluster has GPUs, else 0")
-    group.add_argument("--max-concurrent", type=int, default=None,
-                       help="at most this many trials at once (default: as many as the resources allow)")
-    group.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
-                       help="early stopping on per-epoch reports: asha (default), hyperband (asynchronous, "
-                       "3 brackets) or none; off with several objectives")
-    group.add_argument("--grace-period", type=int, default=1, help="epochs every trial trains before it may be stopped "
-                       "(default 1)")
-    group.add_argument("--reduction-factor", type=float, default=2,
-                       help="keep the best 1/F of trials at each rung (default 2)")
-    group.add_argument("--dashboard-host", default="127.0.0.1",
-                       help="interface of a local Ray's dashboard (default 127.0.0.1: this machine only)")
-    group.add_argument("--dashboard-port", type=int, default=None,
-                       help="port of a local Ray's dashboard (default 8265)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """``nas search --backend ray``: build the evaluator as the Optuna backend does, then search."""
-    from nas.strategies.blackbox import cli
-
-    if args.pruner != "none":
-        raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
-    if args.storage or args.study_name:
-        raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its state "
-                       f"in <run>/{EXPERIMENT}/ (resume it with --resume RUN)")
-    space, evaluator = cli.space_and_evaluator(args)
-    strategy = Run.open(args.resume).config.get("strategy", args.strategy) if args.resume else args.strategy
-    search_ray(space, evaluator, strategy=strategy, trials=args.trials, out=args.out, resume=args.resume,
-               seed=args.seed, address=args.ray_address or None, cpus_per_trial=args.cpus_per_trial,
-               gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, scheduler=args.scheduler,
-               grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-               objectives=args.objectives, ray_search=args.ray_search, population=args.population,
-               sample_size=args.sample_size, enqueue=args.enqueue or (),
-               dashboard_host=args.dashboard_host, dashboard_port=args.dashboard_port, progress=True)
-    sys.stdout.flush()
-    return 0

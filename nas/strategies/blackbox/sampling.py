@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 
 from nas.errors import NasError
-from nas.genotype import CellGenotype, Genotype
+from nas.genotype import CellGenotype, Genotype, to_nb201_string
 from nas.genotype.sampling import edge_ops
 from nas.space import SearchSpace, load_space
 
@@ -149,8 +149,6 @@ def genotype_to_params(genotype: Genotype, space: SearchSpace | str) -> dict[str
 def short_form(genotype: Genotype) -> str:
     """A one-line description for logs: the arch string for nb201, ``op~src`` lists otherwise."""
     if genotype.space == "nb201":
-        from nas.genotype import to_nb201_string
-
         return to_nb201_string(genotype)
     if genotype.stages:
         return " ".join("[" + ",".join(op.replace("inverted_residual_", "") for op in stage) + "]"

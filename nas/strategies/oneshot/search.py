@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from nas.config import check, from_dict, to_dict
 from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
 from nas.genotype import Genotype
@@ -45,119 +46,14 @@ from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
+from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
+from nas.strategies.oneshot.settings import DartsConfig
 from nas.strategies.oneshot.supernet import Supernet
+from nas.viz import plot_genotype
 
-COLLAPSE_REMEDIES = ("aux-skip", "early-stop", "none")
 # Data sets searched below their default size when DartsConfig.image_size is unset.
 SEARCH_IMAGE_SIZE = {"digits": 16}
 Report = Callable[[int, dict[str, Any]], None]
-
-
-@dataclass
-class DartsConfig:
-    """Settings of a DARTS search. The defaults are a tiny search that finishes in a few
-    minutes on a laptop CPU (the ``digits`` demo); the paper's CIFAR-10 search is
-    ``DartsConfig(epochs=50, init_channels=16, layers=8, collapse_remedy="none")`` (batch 64).
-
-    collapse_remedy: against DARTS' drift towards parameter-free skip connections.
-        ``"aux-skip"`` (default, DARTS-; Chu et al., ICLR 2021): every edge gets an extra skip
-        connection scaled by ``beta``, decayed linearly from 1 to 0 over the search, so the
-        ``skip_connect`` candidates no longer win merely by easing gradient flow.
-        ``"early-stop"`` (DARTS+; Liang et al. 2019): stop once the normal cell derived after
-        an epoch holds ``max_skips`` or more skip connections. ``"none"``: plain DARTS.
-    partial_channels: ``K > 1`` sends ``1/K`` of the channels through each mixed op (PC-DARTS),
-        which cuts memory and time about ``K``-fold; edge normalisation comes with it unless
-        ``edge_normalisation`` is ``False``.
-    max_steps: at most this many steps per epoch (smoke tests); ``None`` for full epochs.
-    warmup_epochs: epochs that train only the weights before architecture steps begin
-        (PC-DARTS uses 15 of 50).
-    image_size: side of the images; ``None`` takes the data set's own, except for ``digits``
-        (8x8 scans that the data set upsamples to 32): searched at 16 px, which keeps every
-        pixel of information at a quarter of the cost.
-    amp: bfloat16 autocast on CUDA (GPUs with bfloat16); never on the CPU.
-    channels_last: channels-last tensors on CUDA. Not on the CPU: there they speed a step up
-        by about 1.3x, but this PyTorch build's oneDNN corrupts memory in the backward pass of
-        strided 1x1 convolutions with few channels (see results/darts_benchmark.md).
-    threads: CPU threads of a search on the CPU. One by default: the supernet's thousands of
-        small ops gain little from more, and when other processes keep the cores busy,
-        threads waiting for each other make a step ten times slower or worse. A result is
-        reproducible for a given thread count.
-    """
-
-    epochs: int = 3
-    batch_size: int = 64
-    init_channels: int = 8
-    layers: int = 5
-    order: int = 1
-    partial_channels: int = 1
-    edge_normalisation: bool | None = None
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    arch_lr: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
-    warmup_epochs: int = 0
-    collapse_remedy: str = "aux-skip"
-    max_skips: int = 2
-    train_portion: float = 0.5
-    max_steps: int | None = None
-    image_size: int | None = None
-    cutout: int = 0
-    workers: int | None = None
-    amp: bool = True
-    channels_last: bool = True
-    threads: int = 1
-
-    def validate(self) -> "DartsConfig":
-        """Raise :class:`NasError` on settings that cannot work; returns self."""
-        positive = ("epochs", "batch_size", "init_channels", "partial_channels", "max_skips", "threads")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise NasError(f"DARTS {name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.layers, int) or self.layers < 3:
-            raise NasError(f"DARTS layers must be at least 3 (two of them are reductions), got {self.layers!r}")
-        if self.order not in (1, 2):
-            raise NasError(f"DARTS order must be 1 (first order) or 2 (second order, unrolled), got {self.order!r}")
-        if self.collapse_remedy not in COLLAPSE_REMEDIES:
-            raise NasError(f"unknown collapse remedy {self.collapse_remedy!r}; choose one of "
-                           f"{', '.join(COLLAPSE_REMEDIES)}")
-        if self.init_channels % self.partial_channels:
-            raise NasError(f"partial channels K={self.partial_channels} must divide init channels "
-                           f"{self.init_channels}; choose K from "
-                           f"{[k for k in range(1, self.init_channels + 1) if self.init_channels % k == 0]}")
-        if not 0 < self.train_portion < 1:
-            raise NasError(f"DARTS train portion must be between 0 and 1 (exclusive), got {self.train_portion}")
-        for name in ("w_lr", "arch_lr"):
-            if not getattr(self, name) > 0:
-                raise NasError(f"DARTS {name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise NasError(f"DARTS max steps must be a positive integer (or unset), got {self.max_steps}")
-        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
-            raise NasError(f"DARTS warmup epochs ({self.warmup_epochs}) must be at least 0 and below "
-                           f"the epochs ({self.epochs}), or the architecture never trains")
-        return self
-
-    @property
-    def uses_edge_normalisation(self) -> bool:
-        return self.partial_channels > 1 if self.edge_normalisation is None else bool(self.edge_normalisation)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DartsConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise NasError(f"unknown DARTS settings {unknown}; known: {', '.join(sorted(known))}")
-        values = dict(data)
-        if "arch_betas" in values:
-            values["arch_betas"] = tuple(values["arch_betas"])
-        return cls(**values).validate()
 
 
 @dataclass(frozen=True)
@@ -254,14 +150,14 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
         if saved.get("strategy") != "darts" or "darts" not in saved:
             raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts`")
         space = space_from_dict(saved["space"], source=f"{resume}/config.json")
-        config = DartsConfig.from_dict(saved["darts"])
+        config = from_dict(DartsConfig, saved["darts"], "DARTS")
         seed = int(saved["seed"])
         data_root = data_root if data_root is not None else saved.get("data_root")
         if not isinstance(dataset, DatasetInfo):
             dataset = saved["dataset"]
     else:
         space = _cell_space(space)
-        config = (config or DartsConfig()).validate()
+        config = check(config or DartsConfig())
         run = None
     dev = resolve_device(device)
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(
@@ -277,7 +173,7 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
         run = Run.create("darts", {
             "strategy": "darts", "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
             "data_root": None if data_root is None else str(data_root), "seed": seed, "device": str(dev),
-            "num_classes": info.num_classes, "image_size": info.image_size, "darts": config.to_dict(),
+            "num_classes": info.num_classes, "image_size": info.image_size, "darts": to_dict(config),
             "supernet_params": sum(p.numel() for p in model.weight_parameters())}, out=out, name=space.name)
     threads = torch.get_num_threads()
     if dev.type == "cpu":
@@ -484,9 +380,6 @@ def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | 
         genotype = derive_genotype(space, weights, edge_weights)
     genotype.save(run.path / "genotype.json")
     if plots:
-        from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
-        from nas.viz import plot_genotype
-
         plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
         plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
                     title=f"architecture weights after {epochs} epochs")

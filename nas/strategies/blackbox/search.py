@@ -1,0 +1,69 @@
+"""A black-box search from its settings: resume, backend and the checks that span both backends.
+
+:func:`search` hands the search to :func:`~nas.strategies.blackbox.optuna_search.search_blackbox`
+(backend ``optuna``) or :func:`~nas.strategies.blackbox.ray_tune.search_ray` (backend ``ray``);
+a resumed run keeps the strategy, backend, space and evaluator it was started with.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nas.config import check
+from nas.errors import NasError
+from nas.evaluators import Evaluator, evaluator_from_config
+from nas.run import Run
+from nas.space import SearchSpace
+from nas.strategies.blackbox.optuna_search import load_space_definition, search_blackbox
+from nas.strategies.blackbox.settings import DEFAULT_TRIALS, BlackboxSettings
+
+
+def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSettings, *,
+           evaluator: Evaluator | None = None, out: str | Path | None = None, resume: str | Path | None = None,
+           seed: int = 0, progress: bool = True) -> Any:
+    """Search ``space`` with the black-box ``strategy`` (random, tpe, evolution, nsga2).
+
+    resume: a run folder to continue; its ``config.json`` gives the strategy, backend, space
+        and (unless ``evaluator`` is given) the evaluator; ``settings.trials`` is then the new
+        total (``None``: the run's own).
+    """
+    settings = check(settings)
+    backend = settings.backend
+    trials = settings.trials
+    if resume is not None:
+        config = Run.open(resume).config
+        if "evaluator" not in config:
+            raise NasError(f"{resume} is not a black-box search run (its config names no evaluator)")
+        strategy, backend = config["strategy"], config.get("backend", "optuna")
+        space = load_space_definition(config)
+        evaluator = evaluator or evaluator_from_config(config["evaluator"])
+        trials = trials if trials is not None else int(config.get("trials") or DEFAULT_TRIALS)
+    if evaluator is None:
+        raise NasError("a black-box search scores genotypes with an evaluator; pass one "
+                       "(nas.evaluators.evaluator_from_config({'name': 'train', ...}))")
+    trials = DEFAULT_TRIALS if trials is None else trials
+    objectives = list(settings.objectives) if settings.objectives else None
+    if backend == "ray":
+        if settings.pruner != "none":
+            raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
+        if settings.storage or settings.study_name:
+            raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its "
+                           "state in <run>/tune/ (resume it with --resume RUN)")
+        try:
+            from nas.strategies.blackbox.ray_tune import search_ray
+        except ImportError as exc:
+            raise NasError(f"the Ray backend is not available ({exc}); install ray[tune] or use --backend optuna") \
+                from None
+        return search_ray(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
+                          address=settings.ray_address, cpus_per_trial=settings.cpus_per_trial,
+                          gpus_per_trial=settings.gpus_per_trial, max_concurrent=settings.max_concurrent,
+                          scheduler=settings.scheduler, grace_period=settings.grace_period,
+                          reduction_factor=settings.reduction_factor, objectives=objectives,
+                          ray_search=settings.ray_search, population=settings.population,
+                          sample_size=settings.sample_size, enqueue=settings.enqueue,
+                          dashboard_host=settings.dashboard_host, dashboard_port=settings.dashboard_port,
+                          progress=progress)
+    return search_blackbox(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
+                           storage=settings.storage, study_name=settings.study_name, objectives=objectives,
+                           enqueue=settings.enqueue, pruner=settings.pruner, progress=progress,
+                           population=settings.population, sample_size=settings.sample_size)

@@ -1,0 +1,60 @@
+"""Settings of the black-box strategies (random, tpe, evolution, nsga2), for both backends:
+Optuna in this process, or Ray Tune trials. Imports nothing heavy, so ``nas search --help`` stays fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.config import setting
+
+DEFAULT_TRIALS = 50
+BACKENDS = ("optuna", "ray")
+PRUNERS = ("none", "sha", "hyperband")
+SCHEDULERS = ("asha", "hyperband", "none")
+RAY_SEARCHES = ("optuna", "basic")
+
+
+@dataclass(frozen=True)
+class BlackboxSettings:
+    """How a black-box search runs; unset (``None``) values take the defaults named in their help."""
+
+    trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}; with --resume: the total, "
+                                 "default as before)", min=0)
+    objectives: tuple[str, ...] | None = setting(
+        None, "comma-separated metrics; several make a multi-objective search that maximises the first (val_acc; "
+        "map / miou for detection / segmentation) and minimises params, macs or latency_ms (default: the "
+        "evaluator's objective; nsga2 adds params)", metavar="METRICS")
+    enqueue: tuple[str, ...] = setting((), "comma-separated reference names, genotype.json files or NAS-Bench-201 "
+                                       "arch strings to evaluate first", metavar="GENOTYPES")
+    population: int | None = setting(None, "evolution: population P (default 20); nsga2: population per "
+                                     "generation (default 20)", min=2)
+    sample_size: int | None = setting(None, "evolution: tournament size S (default 5)", min=1)
+    backend: str = setting("optuna", "optuna: trials run in this process; ray: trials run as Ray Tune trials",
+                           choices=BACKENDS)
+    # backend optuna
+    storage: str | None = setting(None, "backend optuna: study database URL (default sqlite:///<run>/study.db; "
+                                  "'memory': no file, no resume); processes given the same URL and --study-name "
+                                  "search one study together", metavar="URL")
+    study_name: str | None = setting(None, "backend optuna: study name inside the storage (default "
+                                     "<strategy>-<space>)")
+    pruner: str = setting("none", "backend optuna: stop poor trials early on their per-epoch objective: "
+                          "successive halving or Hyperband (one objective only)", choices=PRUNERS)
+    # backend ray
+    ray_address: str | None = setting(None, "backend ray: Ray cluster to attach to (auto, host:6379 or "
+                                      "ray://host:10001; default $RAY_ADDRESS; none: start a local Ray)")
+    ray_search: str = setting("optuna", "backend ray: optuna: the strategy's Optuna sampler inside Tune's "
+                              "OptunaSearch; basic: Tune's own random search over tune.choice per decision "
+                              "(--strategy random)", choices=RAY_SEARCHES)
+    cpus_per_trial: float = setting(1.0, "backend ray: CPUs per trial", min=0, min_open=True)
+    gpus_per_trial: float | None = setting(None, "backend ray: GPUs per trial, fractions allowed (0.5: two trials "
+                                           "share a GPU); default 1 when the cluster has GPUs, else 0", min=0)
+    max_concurrent: int | None = setting(None, "backend ray: at most this many trials at once (default: as many "
+                                         "as the resources allow)", min=1)
+    scheduler: str = setting("asha", "backend ray: early stopping on per-epoch reports: asha, hyperband "
+                             "(asynchronous, 3 brackets) or none; off with several objectives", choices=SCHEDULERS)
+    grace_period: int = setting(1, "backend ray: epochs every trial trains before it may be stopped", min=1)
+    reduction_factor: float = setting(2.0, "backend ray: keep the best 1/F of trials at each rung", min=1,
+                                      min_open=True)
+    dashboard_host: str = setting("127.0.0.1", "backend ray: interface of a local Ray's dashboard (127.0.0.1: "
+                                  "this machine only)")
+    dashboard_port: int | None = setting(None, "backend ray: port of a local Ray's dashboard (default 8265)",
+                                         min=0)

@@ -1,0 +1,87 @@
+"""Settings of a DARTS search, declared once: they validate (:func:`nas.config.check`) and give
+``nas search --strategy darts`` its options. Imports nothing heavy, so ``nas search --help`` stays fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.config import setting
+from nas.errors import NasError
+
+COLLAPSE_REMEDIES = ("aux-skip", "early-stop", "none")
+
+
+@dataclass
+class DartsConfig:
+    """Settings of a DARTS search. The defaults are a tiny search that finishes in a few
+    minutes on a laptop CPU (the ``digits`` demo); the paper's CIFAR-10 search is
+    ``DartsConfig(epochs=50, init_channels=16, layers=8, collapse_remedy="none")`` (batch 64).
+
+    collapse_remedy: against DARTS' drift towards parameter-free skip connections.
+        ``"aux-skip"`` (default, DARTS-; Chu et al., ICLR 2021): every edge gets an extra skip
+        connection scaled by ``beta``, decayed linearly from 1 to 0 over the search, so the
+        ``skip_connect`` candidates no longer win merely by easing gradient flow.
+        ``"early-stop"`` (DARTS+; Liang et al. 2019): stop once the normal cell derived after
+        an epoch holds ``max_skips`` or more skip connections. ``"none"``: plain DARTS.
+    partial_channels: ``K > 1`` sends ``1/K`` of the channels through each mixed op (PC-DARTS),
+        which cuts memory and time about ``K``-fold; edge normalisation comes with it unless
+        ``edge_normalisation`` is ``False``.
+    image_size: ``None`` takes the data set's own, except for ``digits`` (8x8 scans that the
+        data set upsamples to 32): searched at 16 px, which keeps every pixel of information at
+        a quarter of the cost.
+    channels_last: not on the CPU: there it speeds a step up by about 1.3x, but this PyTorch
+        build's oneDNN corrupts memory in the backward pass of strided 1x1 convolutions with few
+        channels (see results/darts_benchmark.md).
+    threads: one by default: the supernet's thousands of small ops gain little from more, and
+        when other processes keep the cores busy, threads waiting for each other make a step ten
+        times slower or worse. A result is reproducible for a given thread count.
+    """
+
+    epochs: int = setting(3, "search epochs", min=1)
+    batch_size: int = setting(64, "batch size of both weight and architecture steps", min=1)
+    init_channels: int = setting(8, "supernet channels of the first cells", min=1)
+    layers: int = setting(5, "supernet cells, reductions at 1/3 and 2/3 (two of them are reductions)", min=3)
+    order: int = setting(1, "1: first-order architecture steps; 2: second order (unrolled weights, "
+                         "finite-difference Hessian-vector product; about 2x slower)", choices=(1, 2))
+    partial_channels: int = setting(1, "PC-DARTS: 1/K of the channels through each mixed op, with edge "
+                                    "normalisation (1: off; the paper uses 4)", min=1, metavar="K")
+    edge_normalisation: bool | None = setting(None, "with --partial-channels, PC-DARTS' edge-normalisation "
+                                              "weights (default: on with partial channels)")
+    w_lr: float = setting(0.025, "SGD learning rate of the weights, cosine-annealed", min=0, min_open=True)
+    w_lr_min: float = setting(0.001, "final weight learning rate", min=0)
+    w_momentum: float = setting(0.9, "SGD momentum of the weights", min=0, max=1, option=False)
+    w_weight_decay: float = setting(3e-4, "weight decay of the weights", min=0)
+    grad_clip: float = setting(5.0, "maximum gradient norm of a weight step", min=0, option=False)
+    arch_lr: float = setting(3e-4, "Adam learning rate of the architecture weights", min=0, min_open=True)
+    arch_betas: tuple[float, float] = setting((0.5, 0.999), "Adam betas of the architecture step", option=False)
+    arch_weight_decay: float = setting(1e-3, "architecture weight decay", min=0)
+    warmup_epochs: int = setting(0, "epochs of weight training before architecture steps start "
+                                 "(PC-DARTS uses 15 of 50)", min=0)
+    collapse_remedy: str = setting("aux-skip", "against the collapse into skip connections: aux-skip (DARTS-: "
+                                   "decaying auxiliary skip on every edge), early-stop (DARTS+: stop at "
+                                   "--max-skips skips in the normal cell), none", choices=COLLAPSE_REMEDIES)
+    max_skips: int = setting(2, "early-stop limit of skip connections in the normal cell", min=1)
+    train_portion: float = setting(0.5, "share of the training set for the weights; the rest trains the "
+                                   "architecture", min=0, max=1, min_open=True, max_open=True)
+    max_steps: int | None = setting(None, "at most this many steps per epoch (quick smoke runs)", min=1)
+    image_size: int | None = setting(None, "resize images to this side (default: the data set's; 16 for digits, "
+                                     "whose 8x8 scans gain nothing from 32)", min=1)
+    cutout: int = setting(0, "Cutout side on training images", min=0)
+    workers: int | None = setting(None, "data loader processes (default 0 on the CPU, 4 on a GPU)", min=0)
+    amp: bool = setting(True, "bfloat16 mixed precision on the GPU (never used on the CPU)")
+    channels_last: bool = setting(True, "channels-last tensors on the GPU (never on the CPU)")
+    threads: int = setting(1, "CPU threads (more rarely pay off for the supernet's many small ops and cost "
+                           "a lot when other processes share the cores)", min=1)
+
+    def check_together(self) -> None:
+        """The checks that involve several fields (:func:`nas.config.check` calls it)."""
+        if self.init_channels % self.partial_channels:
+            divisors = [k for k in range(1, self.init_channels + 1) if self.init_channels % k == 0]
+            raise NasError(f"partial channels K={self.partial_channels} must divide init channels "
+                           f"{self.init_channels}; choose K from {divisors}")
+        if self.warmup_epochs >= self.epochs:
+            raise NasError(f"DARTS warmup epochs ({self.warmup_epochs}) must be below the epochs "
+                           f"({self.epochs}), or the architecture never trains")
+
+    @property
+    def uses_edge_normalisation(self) -> bool:
+        return self.partial_channels > 1 if self.edge_normalisation is None else bool(self.edge_normalisation)
