@@ -118,11 +118,10 @@ def test_no_import_cycles():
 
 
 def _folder(module: str) -> str:
-    """The layer a module belongs to: its folder (``nas.strategies.blackbox``), or itself for a file
-    directly in nas/ (``nas.space``)."""
-    if PACKAGE.parent.joinpath(*module.split(".")).is_dir() or module.count(".") < 2:
-        return module
-    return module.rpartition(".")[0]
+    """The layer a module belongs to: its top-level folder of nas/ (``nas.strategies`` for
+    ``nas.strategies.blackbox.strategy``: a package and its subfolders are one layer), or itself
+    for a file directly in nas/ (``nas.space``)."""
+    return ".".join(module.split(".")[:2])
 
 
 def test_no_import_cycles_between_folders():
