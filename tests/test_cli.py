@@ -3,17 +3,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from nas.cli import main
-from nas.config import setting, to_dict
-from nas.genotype import Genotype, random_genotype, resolve_genotype
-from nas.run import Run
-from nas.space import load_space
-from nas.strategies import Strategy, get_strategy, register_strategy
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,63 +44,6 @@ def test_user_mistakes_end_in_one_line(args, message):
 
 
 # -- nas search ------------------------------------------------------------------------------------
-@dataclass
-class ToySettings:
-    toy_samples: int = setting(3, "random genotypes to draw; the search keeps the last", min=1)
-
-
-@dataclass
-class ToyResult:
-    path: Path
-    genotype: Genotype
-
-
-@register_strategy
-class Toy(Strategy):
-    """Draws random genotypes: a strategy registered from outside the package."""
-
-    name = "toy"
-    kind = "oneshot"
-    Settings = ToySettings
-    description = "random genotypes, for the tests"
-
-    def search(self, space, settings, *, evaluator=None, data=None, out=None, resume=None, seed=0, progress=True):
-        if resume is not None:
-            run = Run.open(resume)
-            genotype = Genotype.load(run.path / "genotype.json")
-            run.write_json("config.json", {**run.config, "resumed": run.config.get("resumed", 0) + 1})
-            return ToyResult(run.path, genotype)
-        space = load_space(space)
-        run = Run.create("toy", {"strategy": self.name, "space": space.name, "seed": seed,
-                                 "settings": to_dict(settings)}, out=out, name=space.name)
-        for i in range(settings.toy_samples):
-            genotype = random_genotype(space, seed=seed + i)
-        genotype.save(run.path / "genotype.json")
-        run.close()
-        return ToyResult(run.path, genotype)
-
-
-def test_a_strategy_registered_in_a_test_runs_through_the_api_and_nas_search(tmp_path, capsys):
-    result = get_strategy("toy").search("nb201", ToySettings(toy_samples=2), out=tmp_path / "api")
-    assert result.genotype == random_genotype(load_space("nb201"), seed=1)
-
-    out = tmp_path / "cli"
-    assert main(["search", "--strategy", "toy", "--space", "nb201", "--toy-samples", "4", "--seed", "3",
-                 "--out", str(out)]) == 0
-    assert f"next: nas train --genotype {out}" in capsys.readouterr().out
-    assert resolve_genotype(str(out)) == random_genotype(load_space("nb201"), seed=6)
-    assert json.loads((out / "config.json").read_text())["settings"] == {"toy_samples": 4}
-    # --resume finds the strategy in the run's config.json
-    assert main(["search", "--resume", str(out)]) == 0
-    assert json.loads((out / "config.json").read_text())["resumed"] == 1
-
-    with pytest.raises(SystemExit):
-        main(["search", "--help"])
-    assert "--toy-samples TOY_SAMPLES" in capsys.readouterr().out
-    assert main(["search", "--strategy", "toy", "--toy-samples", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "nas search: error: --toy-samples: toy_samples must be at least 1, got 0"
-
-
 def test_search_help_loads_no_torch_optuna_or_ray():
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "nas", "search", "--help"],
                             capture_output=True, text=True, timeout=120)
