@@ -277,24 +277,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def fail_interrupted_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials of processes on this machine that no longer exist.
+def fail_interrupted_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Mark FAIL the RUNNING trials of processes on this machine that no longer exist (``storage``
+    is the study's: its public API records why on the trial itself).
 
     Trials of other machines are failed by Optuna once their heartbeat is older than
     ``HEARTBEAT_GRACE_S``. Returns the numbers of the trials failed here.
     """
     host = socket.gethostname()
     failed = []
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get("worker", ""))
         worker_host, _, pid = worker.rpartition(":")
         if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue
-        # FrozenTrial names its storage id only as _trial_id; optuna.trial.Trial is the public handle on it
-        running = optuna.trial.Trial(study, trial._trial_id)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            running.set_user_attr("fail_reason", f"interrupted: process {pid} stopped before the trial finished")
-            running.set_user_attr("interrupted", True)
+            storage.set_trial_user_attr(trial_id, "fail_reason",
+                                        f"interrupted: process {pid} stopped before the trial finished")
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
         if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state == TrialState.FAIL:
@@ -403,7 +405,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                                       else optuna.study.StudyDirection.MINIMIZE for d in directions]:
             raise NasError(f"study {study_name!r} in {url} optimises other objectives; "
                            "pass another --study-name")
-        interrupted = fail_interrupted_trials(probe)
+        interrupted = fail_interrupted_trials(probe, study_storage)
         done = len(counted_trials(probe, run_id))
         # a resumed run or a second worker must not replay the random stream of the first
         sampler_seed = seed + done + 1_000_003 * _worker_rank(probe, run_id)
