@@ -27,8 +27,10 @@ def command_names() -> list[str]:
 
 def _assemble() -> tuple[argparse.ArgumentParser, argparse.Action]:
     parser = argparse.ArgumentParser(
-        prog="nas", description="Neural architecture search for PyTorch: search cell spaces with DARTS, Optuna "
-        "or Ray Tune, then train, measure and export the architectures found.")
+        prog="nas", description="Neural architecture search for PyTorch: search cell and chain spaces with DARTS "
+        "or black-box strategies (Optuna samplers, optionally as Ray Tune trials), then train the architectures "
+        "found as classifiers or as backbones of detectors and segmenters, measure them and export them. "
+        "`nas COMMAND --help` describes each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
                if m.name.startswith("cmd_")]

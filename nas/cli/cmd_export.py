@@ -15,14 +15,16 @@ TRAINED_KINDS = ("train", "detect", "segment")  # run folders holding a trained 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained run (or a genotype) to source, pt2, TorchScript, ONNX",
                        description="Export a `nas train`, `nas detect` or `nas segment` run folder, a checkpoint, "
-                       "or a genotype (a name, genotype.json or a search run folder) with fresh weights. Every "
+                       "or a genotype (a name, genotype.json or a search run folder) with fresh weights; any other folder is "
+                       "refused. Every "
                        "artifact is loaded back and compared with the model (max abs difference <= 1e-4, CPU, "
                        "eval mode); the differences go into manifest.json.")
     p.add_argument("target", metavar="RUN_OR_GENOTYPE",
                    help="a train / detect / segment run folder, a checkpoint .pt, a search run folder (its genotype, "
                    "untrained), or a genotype (name, genotype.json, NAS-Bench-201 string) to export with fresh weights")
-    p.add_argument("--format", default="source", help=f"{', '.join(FORMATS)} or all; several comma-separated "
-                   "(default source; detectors: source, torchscript)")
+    p.add_argument("--format", default="source", help=f"{', '.join(FORMATS)} or all (every format the model's "
+                   "task has); several comma-separated (default source). Detectors have source and torchscript "
+                   "only")
     p.add_argument("--out", help="output folder, new or empty (default: RUN/export, or export-<name> for a genotype)")
     p.add_argument("--input-size", type=int, help="example input side in pixels for classifiers and segmenters "
                    "(default: the run's, else 32)")
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which checkpoint of a run to export (default last; best goes to RUN/export-best)")
     untrained = p.add_argument_group("network of a genotype target (ignored for trained runs)")
     untrained.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
-    untrained.add_argument("--num-classes", type=int, default=10)
-    untrained.add_argument("--in-channels", type=int, default=3)
+    untrained.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default 10)")
+    untrained.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
     untrained.add_argument("--init-channels", type=int, help="initial channels (default: the space's)")
     untrained.add_argument("--layers", type=int, help="cells (default: the space's)")
     untrained.add_argument("--seed", type=int, default=0, help="seed of the fresh weights (default 0)")

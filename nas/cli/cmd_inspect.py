@@ -25,14 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "memory and latency, and write the cell diagram as PNG.")
     p.add_argument("--genotype", required=False,
                    help="a reference name (DARTS_V2, PC_DARTS, ...), a genotype.json, a run folder or a "
-                   "NAS-Bench-201 arch string")
+                   "NAS-Bench-201 arch string; needed unless --list-genotypes")
     p.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
     p.add_argument("--list-genotypes", action="store_true", help="list the reference genotypes and exit")
     p.add_argument("--init-channels", type=int, help="initial channels (default: from the space)")
     p.add_argument("--layers", type=int, help="number of cells (default: from the space)")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default 10)")
     p.add_argument("--input-size", type=int, default=32, help="input height and width (default 32)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="where latency is measured: cpu or cuda (default cpu)")
     p.add_argument("--plot", default="cell.png", help="where to write the cell diagram (default cell.png)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=cmd_build)

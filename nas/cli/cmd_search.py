@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        usage="nas search [--strategy NAME] [--space SPACE] [--out RUN | --resume RUN] [options]",
                        description="Search a space with a one-shot strategy (DARTS: a supernet trained by "
                        "gradient) or a black-box one (Optuna samplers, optionally as Ray Tune trials). The run "
-                       "folder receives the config, metrics, the found genotype.json and plots.")
+                       "folder receives the config, metrics, the found genotype.json (with the space's "
+                       "definition when the space is your own file) and plots; `nas train --genotype RUN` trains "
+                       "what was found. Each strategy's options are in its own group below.")
     p.add_argument("--strategy", choices=sorted(strategies),
                    help=f"search strategy (default {DEFAULT_STRATEGY}; with --resume, the run's own)")
     p.add_argument("--space", help="space name or .yaml file (default darts; nb201 with --evaluator nb201)")
@@ -69,16 +71,16 @@ def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
         "(--evaluator detection|segmentation)")
     return [
         g.add_argument("--evaluator", default="train",
-                       help="train: train each genotype briefly on --dataset and select on a held-out 20%% of its "
-                       "training images (default); nb201: look the cell up in the NAS-Bench-201 tables (space "
+                       help="train (default): train each genotype briefly on --dataset and select on a held-out 20%% of its "
+                       "training images; nb201: look the cell up in the NAS-Bench-201 tables (space "
                        "nb201; a search takes seconds); detection / segmentation: train a detector (objective "
                        "map) or segmenter (miou) on the genotype backbone, on generated shapes unless --dataset "
                        "coco / voc"),
         g.add_argument("--nb201-root", metavar="DIR", help="folder with the NAS-Bench-201 CSV tables (default "
                        "../shared/data/nas-bench-201 when present)"),
         g.add_argument("--nb201-dataset", default="cifar10", choices=("cifar10", "cifar100", "imagenet16-120"),
-                       help="which of the benchmark's data sets the table answers for (default cifar10)"),
-        g.add_argument("--epochs-per-trial", type=int, help=f"training epochs per trial (default {EPOCHS_PER_TRIAL})"),
+                       help="nb201: which of the benchmark's data sets the table answers for (default cifar10)"),
+        g.add_argument("--epochs-per-trial", type=int, help=f"train / detection / segmentation: training epochs per trial (default {EPOCHS_PER_TRIAL})"),
         g.add_argument("--trial-batch-size", type=int, help="training batch size per trial (default: the recipe's)"),
         g.add_argument("--trial-init-channels", type=int,
                        help="initial channels of trial networks (default: the recipe's)"),

@@ -33,7 +33,8 @@ def _common(p: argparse.ArgumentParser, *, command: str) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     task, _, _, unused = COMMANDS[command]
-    group = p.add_argument_group("training settings (defaults: the task's recipe)")
+    group = p.add_argument_group("training settings (unset ones come from the task's recipe, whose values are "
+                                 "shown as defaults)")
     add_settings(group, TrainConfig, exclude=unused, defaults=recipe("shapes", task))
     p.set_defaults(func=cmd_task, command=command)
 
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a torchvision detector whose backbone is a genotype (cells or blocks, "
                        "strides 4-32, with an FPN) into a new run folder, evaluate COCO mAP / AP50 / AP75 after "
                        "every epoch and export it. The default data (generated shapes) needs no download.")
-    p.add_argument("--detector", default="fcos", help="fasterrcnn, retinanet or fcos (default fcos)")
+    p.add_argument("--detector", default="fcos", help="fasterrcnn, retinanet, fcos or a head registered with "
+                   "nas.builders.register_head (default fcos)")
     p.add_argument("--dataset", default="shapes", help="shapes (embedded, default) or coco")
     p.add_argument("--data-root", help="coco: the folder holding the images")
     p.add_argument("--ann", help="coco: the annotation JSON (instances_*.json)")
@@ -53,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a semantic segmentation model whose backbone is a genotype into a new "
                        "run folder, evaluate mean IoU and pixel accuracy after every epoch and export it. The "
                        "default data (generated shapes) needs no download.")
-    p.add_argument("--head", default="unet", help="fcn, deeplabv3 or unet (default unet)")
+    p.add_argument("--head", default="unet", help="fcn, deeplabv3, unet or a head registered with "
+                   "nas.builders.register_head (default unet)")
     p.add_argument("--dataset", default="shapes", help="shapes (embedded, default) or voc (image + mask folders)")
     p.add_argument("--images", help="voc: folder of images")
     p.add_argument("--masks", help="voc: folder of PNG masks of class ids, same file stems (255 = ignore)")

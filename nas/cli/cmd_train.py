@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genotype", help="a reference name (DARTS_V2, ...), a genotype.json, a run folder or a "
                    "NAS-Bench-201 arch string; not needed with --resume")
     p.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
-    p.add_argument("--dataset", help=f"{', '.join(CLASSIFICATION_DATASETS)} (default digits, embedded)")
+    p.add_argument("--dataset", help=f"{', '.join(CLASSIFICATION_DATASETS)} (default digits, embedded; with --resume: the run's own)")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--out", help="run folder to create; must not exist or be empty (default runs/train-<name>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")

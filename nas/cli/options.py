@@ -36,6 +36,8 @@ def add_settings(group: argparse._ActionsContainer, cls: type, *, exclude: Itera
         default = getattr(defaults, f.name) if defaults is not None else \
             f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(default) if isinstance(default, tuple) else default
+        if isinstance(default, bool):  # a --x / --no-x pair: say which one is in force
+            shown = "on" if default else "off"
         help_text = meta["help"] + (f" (default {shown})" if shown not in (None, "") else "")
         dest = prefix + f.name
         kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": help_text.replace("%", "%%")}

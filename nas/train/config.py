@@ -35,7 +35,7 @@ class TrainConfig:
     0.002
     """
 
-    epochs: int = setting(600, "training epochs (DARTS trains its CIFAR-10 network for 600)", min=1)
+    epochs: int = setting(600, "training epochs", min=1)
     batch_size: int = setting(96, "images per step (batch norm needs at least 2)", min=2)
     lr: float = setting(0.025, "initial learning rate: SGD for classifiers, the peak AdamW rate after the warm-up "
                         "for detectors and segmenters", min=0, min_open=True)
@@ -53,12 +53,14 @@ class TrainConfig:
                           "(classification)", min=0)
     augment: bool = setting(True, "random crop (and flip where the data set allows it) on training images "
                             "(classification)")
-    image_size: int | None = setting(None, "square input side in pixels; unset: the data set's own (32 for digits "
-                                     "and CIFAR); detection and segmentation: a multiple of 32", min=1)
-    init_channels: int | None = setting(None, "initial channels of a cell network; unset: the space's (darts.yaml: "
-                                        "36), for a backbone 8 or the --init-from run's", min=1)
-    layers: int | None = setting(None, "cells of a cell classifier incl. 2 reductions; unset: the space's "
-                                 "(darts.yaml: 20)", min=1)
+    image_size: int | None = setting(None, "square input side in pixels; classification: unset takes the data "
+                                     "set's own (32 for digits and CIFAR); detection and segmentation: a "
+                                     "multiple of 32", min=1)
+    init_channels: int | None = setting(None, "initial channels of the network; unset: a classifier takes the "
+                                        "space's (darts.yaml: 36), a detection / segmentation backbone 8 or "
+                                        "the --init-from run's", min=1)
+    layers: int | None = setting(None, "cells of a cell classifier, two of them reductions; unset: the "
+                                 "space's (darts.yaml: 20)", min=1)
     cells_per_stage: int = setting(1, "normal cells per resolution of a backbone (detection, segmentation)", min=1)
     fpn_channels: int = setting(64, "FPN width of a detector (fcos: a multiple of 32)", min=8)
     seed: int = setting(0, "seeds weights, data order, augmentation, drop-path and the detectors' sampling")
@@ -73,14 +75,17 @@ class TrainConfig:
                                      "smoke tests)", min=1)
     train_images: int = setting(240, "shapes scenes to train on (detection, segmentation)", min=1)
     val_images: int = setting(48, "shapes scenes to evaluate on (detection, segmentation)", min=1)
-    val_fraction: float = setting(0.0, "share of the training images held out (stratified, the same for every "
-                                  "seed) to validate on, the test split then scored once at the end; 0: validate "
-                                  "on the test split. coco / voc: the share held out for evaluation",
+    val_fraction: float = setting(0.0, "classification: share of the training images held out (stratified, "
+                                  "the same for every seed) to validate on, the test split then scored once at "
+                                  "the end (0: validate on the test split); coco / voc: share of the images held "
+                                  "out for evaluation (shapes has its own validation scenes)",
                                   min=0, max=1, max_open=True)
     max_train_batches: int | None = setting(None, "end every epoch after this many batches (smoke tests only)",
                                             min=1)
-    export_formats: tuple[str, ...] = setting(("source",), "formats exported into the run folder at the end, "
-                                              "comma-separated, all or none", choices=tuple(FORMATS))
+    export_formats: tuple[str, ...] = setting(("source",), "formats exported into <run>/export at the end: "
+                                              "comma-separated names of source, pt2, torchscript, onnx (detectors: "
+                                              "source and torchscript only), all or none",
+                                              choices=tuple(FORMATS))
 
     def to_dict(self) -> dict:
         return to_dict(self)

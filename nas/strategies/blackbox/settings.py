@@ -17,17 +17,17 @@ RAY_SEARCHES = ("optuna", "basic")
 class BlackboxSettings:
     """How a black-box search runs; unset (``None``) values take the defaults named in their help."""
 
-    trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}; with --resume: the total, "
-                                 "default as before)", min=0)
+    trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}); with --resume: the total, "
+                                 "counting the trials already finished (default: the run's own)", min=0)
     objectives: tuple[str, ...] | None = setting(
         None, "comma-separated metrics; several make a multi-objective search that maximises the first (val_acc; "
         "map / miou for detection / segmentation) and minimises params, macs or latency_ms (default: the "
         "evaluator's objective; nsga2 adds params)", metavar="METRICS")
     enqueue: tuple[str, ...] = setting((), "comma-separated reference names, genotype.json files or NAS-Bench-201 "
                                        "arch strings to evaluate first", metavar="GENOTYPES")
-    population: int | None = setting(None, "evolution: population P (default 20); nsga2: population per "
-                                     "generation (default 20)", min=2)
-    sample_size: int | None = setting(None, "evolution: tournament size S (default 5)", min=1)
+    population: int | None = setting(None, "evolution: population size P; nsga2: population per generation "
+                                     "(default 20 for both)", min=2)
+    sample_size: int | None = setting(None, "evolution: tournament size S (default 5, at most the population)", min=1)
     backend: str = setting("optuna", "optuna: trials run in this process; ray: trials run as Ray Tune trials",
                            choices=BACKENDS)
     # backend optuna
@@ -43,14 +43,14 @@ class BlackboxSettings:
                                       "ray://host:10001; default $RAY_ADDRESS; none: start a local Ray)")
     ray_search: str = setting("optuna", "backend ray: optuna: the strategy's Optuna sampler inside Tune's "
                               "OptunaSearch; basic: Tune's own random search over tune.choice per decision "
-                              "(--strategy random)", choices=RAY_SEARCHES)
+                              "(with --strategy random only)", choices=RAY_SEARCHES)
     cpus_per_trial: float = setting(1.0, "backend ray: CPUs per trial", min=0, min_open=True)
     gpus_per_trial: float | None = setting(None, "backend ray: GPUs per trial, fractions allowed (0.5: two trials "
                                            "share a GPU); default 1 when the cluster has GPUs, else 0", min=0)
     max_concurrent: int | None = setting(None, "backend ray: at most this many trials at once (default: as many "
                                          "as the resources allow)", min=1)
-    scheduler: str = setting("asha", "backend ray: early stopping on per-epoch reports: asha, hyperband "
-                             "(asynchronous, 3 brackets) or none; off with several objectives", choices=SCHEDULERS)
+    scheduler: str = setting("asha", "backend ray: early stopping on the per-epoch objective: asha, "
+                             "hyperband (asynchronous, 3 brackets) or none; always off with several objectives", choices=SCHEDULERS)
     grace_period: int = setting(1, "backend ray: epochs every trial trains before it may be stopped", min=1)
     reduction_factor: float = setting(2.0, "backend ray: keep the best 1/F of trials at each rung", min=1,
                                       min_open=True)

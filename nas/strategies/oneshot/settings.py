@@ -39,21 +39,21 @@ class DartsConfig:
     epochs: int = setting(3, "search epochs", min=1)
     batch_size: int = setting(64, "batch size of both weight and architecture steps", min=1)
     init_channels: int = setting(8, "supernet channels of the first cells", min=1)
-    layers: int = setting(5, "supernet cells, reductions at 1/3 and 2/3 (two of them are reductions)", min=3)
+    layers: int = setting(5, "supernet cells, two of them reductions (at 1/3 and 2/3 of the depth)", min=3)
     order: int = setting(1, "1: first-order architecture steps; 2: second order (unrolled weights, "
                          "finite-difference Hessian-vector product; about 2x slower)", choices=(1, 2))
     partial_channels: int = setting(1, "PC-DARTS: 1/K of the channels through each mixed op, with edge "
                                     "normalisation (1: off; the paper uses 4)", min=1, metavar="K")
-    edge_normalisation: bool | None = setting(None, "with --partial-channels, PC-DARTS' edge-normalisation "
-                                              "weights (default: on with partial channels)")
+    edge_normalisation: bool | None = setting(None, "PC-DARTS' edge-normalisation weights (default: on when "
+                                              "--partial-channels is above 1, else off)")
     w_lr: float = setting(0.025, "SGD learning rate of the weights, cosine-annealed", min=0, min_open=True)
-    w_lr_min: float = setting(0.001, "final weight learning rate", min=0)
+    w_lr_min: float = setting(0.001, "weight learning rate at the end of the cosine schedule", min=0)
     w_momentum: float = setting(0.9, "SGD momentum of the weights", min=0, max=1, option=False)
     w_weight_decay: float = setting(3e-4, "weight decay of the weights", min=0)
     grad_clip: float = setting(5.0, "maximum gradient norm of a weight step", min=0, option=False)
     arch_lr: float = setting(3e-4, "Adam learning rate of the architecture weights", min=0, min_open=True)
     arch_betas: tuple[float, float] = setting((0.5, 0.999), "Adam betas of the architecture step", option=False)
-    arch_weight_decay: float = setting(1e-3, "architecture weight decay", min=0)
+    arch_weight_decay: float = setting(1e-3, "weight decay of the architecture weights (Adam)", min=0)
     warmup_epochs: int = setting(0, "epochs of weight training before architecture steps start "
                                  "(PC-DARTS uses 15 of 50)", min=0)
     collapse_remedy: str = setting("aux-skip", "against the collapse into skip connections: aux-skip (DARTS-: "
@@ -62,13 +62,13 @@ class DartsConfig:
     max_skips: int = setting(2, "early-stop limit of skip connections in the normal cell", min=1)
     train_portion: float = setting(0.5, "share of the training set for the weights; the rest trains the "
                                    "architecture", min=0, max=1, min_open=True, max_open=True)
-    max_steps: int | None = setting(None, "at most this many steps per epoch (quick smoke runs)", min=1)
-    image_size: int | None = setting(None, "resize images to this side (default: the data set's; 16 for digits, "
-                                     "whose 8x8 scans gain nothing from 32)", min=1)
-    cutout: int = setting(0, "Cutout side on training images", min=0)
+    max_steps: int | None = setting(None, "end every epoch after this many steps (smoke tests only)", min=1)
+    image_size: int | None = setting(None, "square input side in pixels (default: the data set's own; 16 "
+                                     "for digits, whose 8x8 scans gain nothing from 32)", min=1)
+    cutout: int = setting(0, "side in pixels of the Cutout square on training images, 0 for none", min=0)
     workers: int | None = setting(None, "data loader processes (default 0 on the CPU, 4 on a GPU)", min=0)
-    amp: bool = setting(True, "bfloat16 mixed precision on the GPU (never used on the CPU)")
-    channels_last: bool = setting(True, "channels-last tensors on the GPU (never on the CPU)")
+    amp: bool = setting(True, "bfloat16 mixed precision on a GPU (the CPU always runs fp32)")
+    channels_last: bool = setting(True, "channels-last (NHWC) tensors on a GPU (never on the CPU)")
     threads: int = setting(1, "CPU threads (more rarely pay off for the supernet's many small ops and cost "
                            "a lot when other processes share the cores)", min=1)
 
