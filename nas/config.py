@@ -173,7 +173,8 @@ def parse_value(cls: type, name: str, text: str) -> Any:
             raise NasError(f"{name} takes a number, got {text!r}") from None
     elif base is tuple:
         choices = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("choices")
-        if choices is not None and text.lower() in ("all", "none"):  # every allowed item, or none of them
+        # every allowed item, or none of them (unless the field's own choices give the word a meaning)
+        if choices is not None and text.lower() in ("all", "none") and text.lower() not in choices:
             value = tuple(choices) if text.lower() == "all" else ()
         else:
             value = tuple(item.strip() for item in text.split(",") if item.strip())

@@ -192,6 +192,11 @@ def test_segmenter_export_of_torchvision_backbone_and_format_errors(tmp_path):
     assert manifest["requires"] == ["torch", "torchvision"]  # DeepLabV3's head and ResNet-18 live there
     with pytest.raises(NasError, match="torchscript"):
         check_config(dataclasses.replace(TINY, export_formats=("onnx",)), "detection")
+    # all: every format the task can export
+    assert check_config(dataclasses.replace(TINY, export_formats=("all",)), "detection").export_formats == (
+        "source", "torchscript")
+    assert check_config(dataclasses.replace(TINY, export_formats=("all",)), "segmentation").export_formats == (
+        "source", "pt2", "torchscript", "onnx")
 
 
 def test_segmentation_evaluator_in_random_search(tmp_path):

@@ -17,7 +17,7 @@ from nas.errors import NasError
 from nas.export import TOLERANCE, import_source
 from nas.genotype import get_reference
 from nas.train import TrainConfig, load_checkpoint, load_model, recipe, train
-from nas.train.config import TASK_ONLY
+from nas.train.config import TASK_ONLY, check_config
 from nas.train.tasks import DataSpec, get_task
 
 # Tiny but complete: auxiliary head, drop-path, Cutout, gradient clipping and the cosine
@@ -68,7 +68,7 @@ def test_recipes_and_settings(tmp_path):
         recipe("mnist")
     with pytest.raises(NasError, match="drop_path must be in"):
         check(dataclasses.replace(TINY, drop_path=1.5))
-    with pytest.raises(NasError, match="export_formats: 'tflite' is not one of source"):
+    with pytest.raises(NasError, match="export_formats: 'tflite' is not one of all, source"):
         check(dataclasses.replace(TINY, export_formats=("tflite",)))
     with pytest.raises(NasError, match="precision bf16 is for CUDA"):
         train("DARTS_V2", "digits", config=dataclasses.replace(TINY, precision="bf16", device="cpu"),
@@ -85,7 +85,8 @@ def test_cli_options_override_only_what_is_set():
                               "--export-formats", "all"])
     config = train_config_from_args(args, "cifar10")
     assert config.lr == 0.1 and config.augment is False
-    assert config.export_formats == ("source", "pt2", "torchscript", "onnx")
+    assert config.export_formats == ("all",)  # resolved for the task when the run is planned
+    assert check_config(config).export_formats == ("source", "pt2", "torchscript", "onnx")
     assert dataclasses.replace(config, lr=0.025, augment=True, export_formats=("source",)) == recipe("cifar10")
 
 
@@ -182,7 +183,7 @@ def test_bad_inputs_change_nothing(tmp_path, capsys, finished):
     fails(["train", "--genotype", "DARTS_V2", "--dataset", "cifar10", "--data-root", str(wrong),
            "--out", str(tmp_path / "c")], str(wrong))
     fails(["train", "--genotype", "DARTS_V2", "--export-formats", "tflite", "--out", str(tmp_path / "d")],
-          "'tflite' is not one of source")
+          "'tflite' is not one of all, source")
     for name in "abcd":
         assert not (tmp_path / name).exists()
     before = folder_hash(finished.run)

@@ -8,6 +8,7 @@ imports no torch: the ``nas`` options and ``--trial-setting`` are generated from
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from nas.config import check, setting, to_dict
@@ -85,7 +86,7 @@ class TrainConfig:
     export_formats: tuple[str, ...] = setting(("source",), "formats exported into <run>/export at the end: "
                                               "comma-separated names of source, pt2, torchscript, onnx (detectors: "
                                               "source and torchscript only), all or none",
-                                              choices=tuple(FORMATS))
+                                              choices=("all", *FORMATS))
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -141,10 +142,12 @@ def recipe(dataset: str, task: str = "classification") -> TrainConfig:
 
 
 def check_config(config: TrainConfig, task: str = "classification") -> TrainConfig:
-    """:func:`nas.config.check` plus what depends on the task; returns ``config``."""
+    """:func:`nas.config.check` plus what depends on the task; returns ``config`` with
+    ``export_formats`` resolved for the task (``all``: every format the task can export)."""
     check(config)
     if config.export_formats:
-        parse_formats(config.export_formats, task)  # which formats a task can export is the format registry's
+        # which formats a task can export is the format registry's
+        config = dataclasses.replace(config, export_formats=parse_formats(config.export_formats, task))
     if task != "classification":
         size = config.image_size
         if size is None or size < 32 or size % 32:
