@@ -65,3 +65,10 @@ def test_search_usage_errors_stay_short(tmp_path):
     result = run_cli("search", "--resume", str(tmp_path / "train"))
     assert result.returncode == 2 and "was not made by nas search (no known strategy in its config.json)" in \
         result.stderr
+
+
+def test_a_search_of_no_trials_is_refused_before_its_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--strategy", "random", "--trials", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "nas search: error: --trials: trials must be at least 1, got 0"
+    assert not out.exists()

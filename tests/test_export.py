@@ -262,6 +262,23 @@ def test_bad_export_inputs(tmp_path, capsys):
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
 
+def test_a_format_whose_library_is_missing_fails_before_anything_is_written(tmp_path, monkeypatch):
+    import nas.export.exporter
+
+    monkeypatch.setitem(nas.export.exporter._OPTIONAL, "onnx", ("nas_no_such_module",))
+    spec = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
+    with pytest.raises(NasError, match=r"the onnx export needs nas_no_such_module, which is not installed: pip install"):
+        export(spec.build(), "source,onnx", tmp_path / "out", spec=spec)
+    assert not (tmp_path / "out").exists()
+
+
+def test_exported_files_share_one_file_mode(tmp_path):
+    spec = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
+    export(spec.build(), "source", tmp_path / "out", spec=spec)
+    modes = {f.name: f.stat().st_mode for f in (tmp_path / "out").iterdir()}
+    assert len(set(modes.values())) == 1, modes  # safetensors alone would write its file 0600
+
+
 def test_an_op_and_a_head_registered_here_export_as_source(tmp_path):
     space = space_from_dict({"name": "gated", "kind": "cell", "ops": ["gated_conv_3x3", "skip_connect"],
                              "cell": {"inputs": 2, "nodes": 2, "edges_per_node": 2},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import importlib.util
 import io
 import json
 import time
@@ -104,6 +105,8 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         model, spec, default_out, size = _resolve(model_or_run)
     task = spec.task if spec is not None else "classification"
     names = parse_formats(formats, task)
+    for fmt in names:  # a missing optional library fails before anything is written
+        _check_available(fmt)
     if out_dir is None and default_out is None:
         raise NasError("pass out_dir: the folder to write the exported files to")
     out = Path(out_dir) if out_dir is not None else default_out
@@ -126,6 +129,12 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = _read_manifest(manifest_path)
+    shape = list(job.example.shape) if task != "detection" else [len(job.example), *job.example[0].shape]
+    manifest.update({"task": task, "example_input_shape": shape, "tolerance": TOLERANCE, "torch": torch.__version__,
+                     "requires": ["torch", "torchvision"] if vision else ["torch"],
+                     "model": spec.to_dict() if spec is not None else None})
+    if task == "detection":
+        manifest["limits"] = _DETECTION_LIMITS
     results: dict[str, Path] = {}
     for fmt in names:
         started = time.perf_counter()
@@ -143,15 +152,10 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
             "file": artifact.files[0].name, "files": [f.name for f in artifact.files], "max_abs_diff": diff,
             "verified_with": artifact.verified_with, "seconds": round(time.perf_counter() - started, 2)}
         results[fmt] = artifact.files[0]
-    shape = list(job.example.shape) if task != "detection" else [len(job.example), *job.example[0].shape]
-    manifest.update({"task": task, "example_input_shape": shape, "tolerance": TOLERANCE, "torch": torch.__version__,
-                     "requires": ["torch", "torchvision"] if vision else ["torch"],
-                     "model": spec.to_dict() if spec is not None else None})
-    if task == "detection":
-        manifest["limits"] = _DETECTION_LIMITS
-    tmp = manifest_path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(manifest_path)
+        # after every format, so that a later format's failure leaves no file the manifest does not vouch for
+        tmp = manifest_path.with_name(MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(manifest_path)
     return results
 
 
@@ -344,6 +348,17 @@ def script_detector(model: nn.Module, images: Sequence[torch.Tensor]) -> torch.j
         batch, _ = model.transform(list(images))
     model.backbone = torch.jit.trace(model.backbone, (batch.tensors,), strict=False, check_trace=False)
     return torch.jit.script(model)
+
+
+def _check_available(fmt: str) -> None:
+    """Raise :class:`NasError` when a format's optional libraries are not installed."""
+    missing = [name for name in _OPTIONAL.get(fmt, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise NasError(f"the {fmt} export needs {' and '.join(missing)}, which is not installed: "
+                       f"pip install {' '.join(missing)} (or the project's [onnx] extra), or choose another format")
+
+
+_OPTIONAL = {"onnx": ("onnx", "onnxscript")}  # onnxruntime, when present, checks the file too
 
 
 def write_onnx(job: ExportJob) -> Artifact:

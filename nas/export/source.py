@@ -282,6 +282,7 @@ def write_source(spec: ModelSpec, state_dict: dict[str, torch.Tensor], out_dir: 
     tmp = [f.with_name(f.name + ".tmp") for f in files]
     tmp[0].write_text(source_text(spec, title=title, input_size=input_size))
     save_file(state, str(tmp[1]), metadata={"format": "pt"})
+    tmp[1].chmod(tmp[0].stat().st_mode)  # safetensors creates its file private (0600); the others follow the umask
     torch.save(state, tmp[2])
     for t, f in zip(tmp, files):
         t.replace(f)

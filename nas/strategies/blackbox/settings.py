@@ -18,7 +18,7 @@ class BlackboxSettings:
     """How a black-box search runs; unset (``None``) values take the defaults named in their help."""
 
     trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}); with --resume: the total, "
-                                 "counting the trials already finished (default: the run's own)", min=0)
+                                 "counting the trials already finished (default: the run's own)", min=1)
     objectives: tuple[str, ...] | None = setting(
         None, "comma-separated metrics; several make a multi-objective search that maximises the first (val_acc; "
         "map / miou for detection / segmentation) and minimises params, macs or latency_ms (default: the "
