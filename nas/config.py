@@ -25,6 +25,9 @@ from typing import Any
 
 from nas.errors import NasError
 
+# the tasks a model, its training settings and its export formats are declared for
+TASKS = ("classification", "detection", "segmentation")
+
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
             min_open: bool = False, max_open: bool = False, choices: tuple[Any, ...] | None = None,

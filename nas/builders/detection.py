@@ -129,8 +129,7 @@ def fcos(backbone: nn.Module, num_classes: int, *, fpn_channels: int = 64, retur
     fpn = _fpn(backbone, levels, fpn_channels, "p6p7")
     # FCOS assigns each ground-truth box to a level by comparing its size with 4x and 8x the
     # anchor size, so the anchor size must be the level's stride, not a scaled one.
-    strides = [4 * 2**i for i in levels]
-    strides += [strides[-1] * 2, strides[-1] * 4]
+    strides = pyramid_strides(levels, "p6p7")
     anchors = AnchorGenerator(tuple((s,) for s in strides), ((1.0,),) * len(strides))
     return FCOS(fpn, num_classes, anchor_generator=anchors, **kw)
 

@@ -162,7 +162,7 @@ class Backbone(nn.Module):
     wrappers take the maps by name as they do for a ResNet's ``layer1`` .. ``layer4``::
 
         BackboneWithFPN(backbone, return_layers={"stage2": "0", "stage3": "1", "stage4": "2"},
-                        in_channels_list=backbone.feature_info_channels()[1:], out_channels=64)
+                        in_channels_list=[info["num_chs"] for info in backbone.feature_info[1:]], out_channels=64)
         create_feature_extractor(backbone, {"stage4": "out"})
 
     ``feature_info`` declares each stage (timm's keys: ``module``, ``num_chs``, ``reduction``);
@@ -179,9 +179,6 @@ class Backbone(nn.Module):
         self.feature_info = [{"module": f"stage{i + 1}", "num_chs": c, "reduction": s}
                              for i, (c, s) in enumerate(zip(channels, STRIDES))]
         self.out_channels = channels[-1]
-
-    def feature_info_channels(self) -> list[int]:
-        return [info["num_chs"] for info in self.feature_info]
 
     def set_drop_path(self, prob: float) -> None:
         for stage in self.children():

@@ -23,11 +23,11 @@ from nas.builders.arch import build
 from nas.builders.arch import build_backbone as build_backbone_arch
 from nas.builders.heads import WHAT, heads
 from nas.builders.networks import TORCHVISION_BACKBONES
+from nas.config import TASKS
 from nas.errors import NasError
 from nas.genotype import Genotype, resolve_genotype
 from nas.space import SearchSpace, load_space, space_from_dict
 
-TASKS = ("classification", "detection", "segmentation")
 GENOTYPE_BACKBONE = "genotype"
 # Faster R-CNN's own proposal and sampling counts are sized for 800-pixel COCO images; these
 # keep a CPU step on small images to about the cost of RetinaNet and FCOS.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli.cmd_train import resume_conflicts
+from nas.cli.cmd_train import refuse_resume_conflicts
 from nas.cli.options import add_settings, apply
 from nas.train.config import CLASSIFICATION_ONLY, TrainConfig, recipe
 
@@ -70,9 +70,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     task, head_option, data_options, unused = COMMANDS[args.command]
     if args.resume:
-        flags = resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", *data_options), unused)
-        if flags:
-            raise NasError(f"--resume continues with the run's own settings; drop {' '.join(flags)}")
+        refuse_resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", *data_options), unused)
         train(task=task, resume=args.resume, progress=not args.no_progress)
         return 0
     if not (args.genotype or args.backbone or args.init_from):

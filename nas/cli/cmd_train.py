@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.options import add_settings, apply, given
+from nas.errors import NasError
 from nas.train.config import CLASSIFICATION_DATASETS, TASK_ONLY, TrainConfig, recipe
 
 ORDER = 30
@@ -33,20 +34,20 @@ def train_config_from_args(args: argparse.Namespace, dataset: str) -> TrainConfi
     return apply(recipe(dataset), args, exclude=TASK_ONLY)
 
 
-def resume_conflicts(args: argparse.Namespace, names: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
-    """The flags given with ``--resume`` that a resumed run cannot take (it keeps its own settings)."""
+def refuse_resume_conflicts(args: argparse.Namespace, names: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """Raise :class:`NasError` naming the flags given with ``--resume`` that a resumed run cannot
+    take (it keeps its own settings): the settings of ``TrainConfig`` and the options ``names``."""
     settings = list(given(args, TrainConfig, exclude=exclude))
-    return [f"--{n.replace('_', '-')}" for n in (*settings, *names) if n in settings or getattr(args, n, None)]
+    flags = [f"--{n.replace('_', '-')}" for n in (*settings, *names) if n in settings or getattr(args, n, None)]
+    if flags:
+        raise NasError(f"--resume continues with the run's own settings; drop {' '.join(flags)}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nas.errors import NasError
     from nas.train import train
 
     if args.resume:
-        flags = resume_conflicts(args, ("out",), TASK_ONLY)
-        if flags:
-            raise NasError(f"--resume continues with the run's own settings; drop {' '.join(flags)}")
+        refuse_resume_conflicts(args, ("out",), TASK_ONLY)
         train(args.genotype, args.dataset, space=args.space, resume=args.resume, data_root=args.data_root,
               progress=not args.no_progress)
         return 0

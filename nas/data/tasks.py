@@ -251,30 +251,29 @@ class CocoDetection(Dataset):
                 )
         return dataset
 
+    def _unique_id(self, what: str, entry: Any, seen: set[int]) -> int:
+        """The integer ``id`` of ``entry``, added to ``seen``; a missing or repeated id raises."""
+        entry_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(entry_id, int) or entry_id in seen:
+            raise self._fail(f"{what} {entry!r}", "needs a unique integer id")
+        seen.add(entry_id)
+        return entry_id
+
     def _check(self, dataset: dict) -> None:
-        category_ids = set()
+        category_ids: set[int] = set()
         for category in dataset["categories"]:
-            cat_id = category.get("id") if isinstance(category, dict) else None
-            if not isinstance(cat_id, int) or cat_id in category_ids:
-                raise self._fail(f"category {category!r}", "needs a unique integer id")
-            category_ids.add(cat_id)
-        image_ids = set()
+            self._unique_id("category", category, category_ids)
+        image_ids: set[int] = set()
         for image in dataset["images"]:
-            image_id = image.get("id") if isinstance(image, dict) else None
-            if not isinstance(image_id, int) or image_id in image_ids:
-                raise self._fail(f"image {image!r}", "needs a unique integer id")
+            image_id = self._unique_id("image", image, image_ids)
             file_name = image.get("file_name")
             if not isinstance(file_name, str) or not file_name:
                 raise self._fail(f"image id {image_id}", "has no file_name")
             if not (self.images_dir / file_name).is_file():
                 raise self._fail(f"image id {image_id}", f"has file_name {file_name!r}, not found in {self.images_dir}")
-            image_ids.add(image_id)
-        annotation_ids = set()
+        annotation_ids: set[int] = set()
         for annotation in dataset["annotations"]:
-            ann_id = annotation.get("id") if isinstance(annotation, dict) else None
-            if not isinstance(ann_id, int) or ann_id in annotation_ids:
-                raise self._fail(f"annotation {annotation!r}", "needs a unique integer id")
-            annotation_ids.add(ann_id)
+            ann_id = self._unique_id("annotation", annotation, annotation_ids)
             entry = f"annotation id {ann_id}"
             if annotation.get("image_id") not in image_ids:
                 raise self._fail(entry, f"has image_id {annotation.get('image_id')!r}, which is not in images")

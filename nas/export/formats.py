@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from nas.config import TASKS
 from nas.errors import NasError
-
-TASKS = ("classification", "detection", "segmentation")
 
 
 @dataclass(frozen=True)

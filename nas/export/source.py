@@ -234,7 +234,7 @@ def source_text(spec: ModelSpec, *, title: str = "", input_size: int | None = No
     writer.add(load)
     body = writer.text()
     vision = any("torchvision" in s for s in writer.imports.values())
-    return (_docstring(spec, arch, title=title, input_size=input_size, vision=vision)
+    return (_docstring(spec, title=title, input_size=input_size, vision=vision)
             + "from __future__ import annotations\n\n" + body + "\n\n\n"
             + _table_text("OPS", ops) + "\n\n\n" + _CREATE_OP + "\n\n\n"
             + _table_text("HEADS", tables["HEADS"]) + "\n" + _table_text("BACKBONES", tables["BACKBONES"]) + "\n"
@@ -246,7 +246,7 @@ def needs_torchvision(text: str) -> bool:
     return any(line.startswith(("import torchvision", "from torchvision")) for line in text.splitlines())
 
 
-def _docstring(spec: ModelSpec, arch: dict[str, Any], *, title: str, input_size: int | None, vision: bool) -> str:
+def _docstring(spec: ModelSpec, *, title: str, input_size: int | None, vision: bool) -> str:
     needs = ("PyTorch and torchvision (imported below for the parts that live there)" if vision else "only PyTorch")
     size = input_size or spec.image_size or 32
     if spec.task == "detection":

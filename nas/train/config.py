@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nas.config import check, setting, to_dict
+from nas.config import TASKS, check, setting, to_dict
 from nas.errors import NasError
 from nas.export.formats import FORMATS, parse_formats
 
-TASKS = ("classification", "detection", "segmentation")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # fields that only one kind of training reads (the others ignore them); the commands offer
 # each only where it applies

@@ -105,9 +105,6 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.matrix = torch.zeros((num_classes, num_classes), dtype=torch.int64)
 
-    def reset(self) -> None:
-        self.matrix.zero_()
-
     def update(self, pred: Tensor, target: Tensor) -> None:
         if pred.dim() == target.dim() + 1:
             pred = pred.argmax(dim=1)

@@ -312,6 +312,9 @@ class _DenseTask(TaskAdapter):
     def scheduler(self, optimizer, cfg, steps):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, cfg.epochs * steps))
 
+    def epoch_line(self, record):
+        return f"loss {record['train_loss']:.3f}  " + "  ".join(f"{k} {record[k]:.3f}" for k in self.shown)
+
 
 @register_task
 class DetectionTask(_DenseTask):
@@ -342,9 +345,6 @@ class DetectionTask(_DenseTask):
         # in float32: box coordinates in bf16 are off by up to a pixel, which mAP@0.75 feels
         return evaluate_detector(model, loader, device)
 
-    def epoch_line(self, record):
-        return f"loss {record['train_loss']:.3f}  " + "  ".join(f"{k} {record[k]:.3f}" for k in self.shown)
-
 
 @register_task
 class SegmentationTask(_DenseTask):
@@ -368,9 +368,6 @@ class SegmentationTask(_DenseTask):
     def evaluate(self, model, loader, device, memory_format, autocast, spec):
         with autocast():
             return evaluate_segmenter(model, loader, device, spec.num_classes)
-
-    def epoch_line(self, record):
-        return f"loss {record['train_loss']:.3f}  " + "  ".join(f"{k} {record[k]:.3f}" for k in self.shown)
 
 
 def data_spec(task: str, dataset: str | None, *, root: Any = None, ann: Any = None, images: Any = None,

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Sequence
 import optuna
 import pandas as pd
 
+from nas.config import check_value
 from nas.errors import NasError, TrialDiverged
 from nas.evaluators.base import Evaluator
 from nas.genotype import Genotype, resolve_genotype
@@ -65,7 +66,7 @@ from nas.strategies.blackbox.sampling import (
     short_form,
     suggest_genotype,
 )
-from nas.strategies.blackbox.settings import RAY_SEARCHES, SCHEDULERS
+from nas.strategies.blackbox.settings import BlackboxSettings
 
 EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
 HYPERBAND_BRACKETS = 3
@@ -313,29 +314,20 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
     return result
 
 
-def _check_options(*, trials: int, cpus_per_trial: float, gpus_per_trial: float | None, max_concurrent: int | None,
-                   scheduler: str, grace_period: int, reduction_factor: float, ray_search: str, strategy: str) -> None:
+def _check_options(*, trials: int, strategy: str, ray_search: str, **settings: Any) -> None:
+    """The Ray options by :class:`BlackboxSettings`' own ranges and choices, then what only Ray asks."""
     if trials < 1:
         raise NasError(f"--trials must be at least 1 for a Ray Tune search, got {trials}")
     if strategy not in STRATEGIES:
         raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if ray_search not in RAY_SEARCHES:
-        raise NasError(f"unknown --ray-search {ray_search!r}; choose one of {', '.join(RAY_SEARCHES)}")
+    for name, value in {"ray_search": ray_search, **settings}.items():
+        try:
+            check_value(BlackboxSettings, name, value)
+        except NasError as exc:
+            raise NasError(f"--{name.replace('_', '-')}: {exc}") from None
     if ray_search == "basic" and strategy != "random":
         raise NasError(f"--ray-search basic draws random genotypes only; use --strategy random, or "
                        f"--ray-search optuna for {strategy}")
-    if cpus_per_trial <= 0:
-        raise NasError(f"--cpus-per-trial must be positive, got {cpus_per_trial}")
-    if gpus_per_trial is not None and gpus_per_trial < 0:
-        raise NasError(f"--gpus-per-trial must not be negative, got {gpus_per_trial}")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise NasError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    if scheduler not in SCHEDULERS:
-        raise NasError(f"unknown --scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    if grace_period < 1:
-        raise NasError(f"--grace-period must be at least 1 epoch, got {grace_period}")
-    if reduction_factor <= 1:
-        raise NasError(f"--reduction-factor must be greater than 1, got {reduction_factor}")
 
 
 def _check_cluster_fits(cpus: float, gpus: float) -> None:

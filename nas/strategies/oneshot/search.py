@@ -24,7 +24,6 @@ Run folder::
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from nas.checkpoint import rng_state, set_rng_state
 from nas.config import check, from_dict, to_dict
 from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
@@ -67,25 +67,6 @@ class DartsResult:
     epochs: int = 0
     stopped_early: bool = False
     metrics: list[dict[str, Any]] = field(default_factory=list)
-
-
-# -- reproducibility -------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                    cached), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, workers: int, pin: bool) -> DataLoader:
@@ -220,7 +201,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         w_optimizer.load_state_dict(state["w_optimizer"])
         architect.optimizer.load_state_dict(state["arch_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_epoch, stopped_early = int(state["epoch"]), bool(state["stopped_early"])
         history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
         run.truncate_metrics(start_epoch)
@@ -292,7 +273,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         _save_checkpoint(run.path / "checkpoints" / "last.pt", {
             "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
             "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+            "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
             "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history]})
         if progress:
             tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
