@@ -26,6 +26,7 @@ from typing import Any
 from nas.errors import NasError
 
 # the tasks a model, its training settings and its export formats are declared for
+SEED_MAX = 2**32 - 1  # numpy seeds are 32-bit: every run's seed lies in [0, SEED_MAX]
 TASKS = ("classification", "detection", "segmentation")
 
 
@@ -58,18 +59,22 @@ def field_type(cls: type, name: str) -> tuple[type, bool]:
     return origin, optional
 
 
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _describe_range(meta: dict[str, Any]) -> str:
     low, high = meta.get("min"), meta.get("max")
     if low is not None and high is not None:
-        return (f"in {'(' if meta['min_open'] else '['}{low:g}, {high:g}{')' if meta['max_open'] else ']'}")
+        return (f"in {'(' if meta['min_open'] else '['}{_number(low)}, {_number(high)}{')' if meta['max_open'] else ']'}")
     if low is not None:
         if low == 0 and meta["min_open"]:
             return "positive"
         if low == 0:
             return "at least 0 (not negative)"
-        return f"{'above' if meta['min_open'] else 'at least'} {low:g}"
+        return f"{'above' if meta['min_open'] else 'at least'} {_number(low)}"
     if high is not None:
-        return f"{'below' if meta['max_open'] else 'at most'} {high:g}"
+        return f"{'below' if meta['max_open'] else 'at most'} {_number(high)}"
     return ""
 
 

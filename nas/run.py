@@ -82,6 +82,8 @@ class Run:
         """Make ``out`` (which must not exist) or a fresh ``runs/<kind>-<name>-<time>`` folder."""
         if out is not None:
             path = Path(out)
+            if path.exists() and not path.is_dir():
+                raise NasError(f"{path} is a file, not a folder; choose a new --out")
             if path.exists() and any(path.iterdir()):
                 raise NasError(f"run folder {path} already exists and is not empty; choose a new --out "
                                "or pass --resume to continue it")

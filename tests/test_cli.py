@@ -72,3 +72,17 @@ def test_a_search_of_no_trials_is_refused_before_its_run_folder(tmp_path, capsys
     assert main(["search", "--strategy", "random", "--trials", "0", "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == "nas search: error: --trials: trials must be at least 1, got 0"
     assert not out.exists()
+
+
+def test_out_that_is_a_file_and_seeds_out_of_range_are_one_line_errors(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert main(["train", "--genotype", "NB201_RESNET", "--out", str(afile)]) == 2
+    assert capsys.readouterr().err.strip() == f"nas train: error: {afile} is a file, not a folder; choose a new --out"
+    assert afile.read_text() == "mine"
+    assert main(["train", "--genotype", "NB201_RESNET", "--seed", "-1", "--out", str(tmp_path / "a")]) == 2
+    assert "seed must be in [0, 4294967295], got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--strategy", "darts", "--seed", "4294967296", "--out", str(tmp_path / "b")])
+    assert exit_info.value.code == 2 and "a seed is between 0 and 4294967295" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

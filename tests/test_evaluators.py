@@ -187,3 +187,8 @@ def test_one_registration_adds_an_evaluator() -> None:
     # the built-in names, detection and segmentation being the training evaluator of another task
     assert {"train", "nb201", "detection", "segmentation"} <= set(EVALUATORS)
     assert EVALUATORS["segmentation"] == (TrainingEvaluator, {"task": "segmentation"})
+
+
+def test_an_evaluator_config_with_an_unknown_setting_is_a_user_error():
+    with pytest.raises(NasError, match="evaluator 'nb201': .*unexpected keyword argument 'bogus'.*may be damaged"):
+        evaluator_from_config({"name": "nb201", "bogus": 1})

@@ -267,9 +267,19 @@ def test_a_format_whose_library_is_missing_fails_before_anything_is_written(tmp_
 
     monkeypatch.setitem(nas.export.exporter._OPTIONAL, "onnx", ("nas_no_such_module",))
     spec = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
-    with pytest.raises(NasError, match=r"the onnx export needs nas_no_such_module, which is not installed: pip install"):
+    with pytest.raises(NasError, match=r"the onnx export needs nas_no_such_module, which is not installed: pip"):
         export(spec.build(), "source,onnx", tmp_path / "out", spec=spec)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_folder_of_another_model_is_refused(tmp_path):
+    first = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
+    export(first.build(), "source", tmp_path / "out", spec=first)
+    export(first.build(), "source", tmp_path / "out", spec=first)  # the same model: an earlier export is updated
+    other = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=8, layers=5)
+    with pytest.raises(NasError, match="holds the export of another model"):
+        export(other.build(), "source", tmp_path / "out", spec=other)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"] == first.to_dict()
 
 
 def test_exported_files_share_one_file_mode(tmp_path):

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.cli.options import seed
 from nas.errors import NasError
 from nas.export.formats import FORMATS, parse_formats
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     untrained.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
     untrained.add_argument("--init-channels", type=int, help="initial channels (default: the space's)")
     untrained.add_argument("--layers", type=int, help="cells (default: the space's)")
-    untrained.add_argument("--seed", type=int, default=0, help="seed of the fresh weights (default 0)")
+    untrained.add_argument("--seed", type=seed, default=0, help="seed of the fresh weights (default 0)")
     p.set_defaults(func=cmd_export)
 
 

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from nas.cli.options import add_settings, apply
+from nas.cli.options import add_settings, apply, seed
 from nas.config import field_type, parse_value
 from nas.errors import NasError
 from nas.strategies import SearchData, get_strategy, registered_strategies
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="digits", help="data set: digits (embedded, default), cifar10, cifar100, "
                    "imagefolder; with --evaluator detection / segmentation: shapes (embedded, default), coco, voc")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run folder to create (default runs/<strategy>-<space>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its own strategy, "
                    "backend and settings")

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from nas.config import check, field_type, parse_value
+from nas.config import SEED_MAX, check, field_type, parse_value
 from nas.errors import NasError
 
 
@@ -77,3 +77,14 @@ def given(args: argparse.Namespace, cls: type, *, prefix: str = "", exclude: Ite
 def apply(base: Any, args: argparse.Namespace, *, prefix: str = "", exclude: Iterable[str] = ()) -> Any:
     """``base`` with every option the user set applied on top, checked."""
     return check(dataclasses.replace(base, **given(args, type(base), prefix=prefix, exclude=exclude)))
+
+
+def seed(text: str) -> int:
+    """argparse ``type=`` of a ``--seed``: an integer in [0, 2**32 - 1] (numpy's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"a seed is between 0 and {SEED_MAX}, got {value}")
+    return value

@@ -82,4 +82,7 @@ def evaluator_from_config(config: dict[str, Any], **overrides: Any) -> Evaluator
         raise NasError(f"unknown evaluator {name!r} in the run's config; known: {', '.join(EVALUATORS)}")
     cls, preset = EVALUATORS[name]
     settings = {k: v for k, v in {**config, **overrides}.items() if k not in ("name", "class")}
-    return cls.from_config({**settings, **preset})
+    try:
+        return cls.from_config({**settings, **preset})
+    except TypeError as exc:  # a setting the evaluator does not take: a damaged or hand-edited config
+        raise NasError(f"evaluator {name!r}: {exc}; the run's config.json may be damaged") from None

@@ -114,6 +114,11 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         raise NasError("the source export needs the architecture: pass spec=ModelSpec(...), a run folder or a "
                        "checkpoint")
     _check_folder(out)
+    manifest_path = out / MANIFEST
+    manifest = _read_manifest(manifest_path)
+    model_data = spec.to_dict() if spec is not None else None
+    if manifest["formats"] and manifest.get("model") != model_data:
+        raise NasError(f"{out} holds the export of another model; pass a new or empty folder")
     model = _inference_copy(model)
     inputs = _inputs(spec, example_input, size)
     job = ExportJob(model, spec, out, inputs, name)
@@ -127,14 +132,12 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
             warnings.warn("the standalone source imports torchvision (torchvision.ops.DeformConv2d for the "
                           "deform_conv_3x3 op); every other part needs only torch", stacklevel=2)
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / MANIFEST
-    manifest = _read_manifest(manifest_path)
     shape = list(job.example.shape) if task != "detection" else [len(job.example), *job.example[0].shape]
     manifest.update({"task": task, "example_input_shape": shape, "tolerance": TOLERANCE, "torch": torch.__version__,
-                     "requires": ["torch", "torchvision"] if vision else ["torch"],
-                     "model": spec.to_dict() if spec is not None else None})
+                     "requires": ["torch", "torchvision"] if vision else ["torch"], "model": model_data})
     if task == "detection":
         manifest["limits"] = _DETECTION_LIMITS
+    _write_manifest(manifest_path, manifest)  # first, so that an interrupted export still marks its folder
     results: dict[str, Path] = {}
     for fmt in names:
         started = time.perf_counter()
@@ -146,6 +149,8 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         if diff is not None and not diff <= TOLERANCE:
             for f in artifact.files:
                 f.unlink(missing_ok=True)
+            manifest["formats"].pop(fmt, None)  # an earlier export's entry for these files no longer holds
+            _write_manifest(manifest_path, manifest)
             raise NasError(f"the {fmt} export differs from the model by {diff:.2e} (more than {TOLERANCE:g}) on "
                            "the example input, so it was not kept; export another format")
         manifest["formats"][fmt] = {
@@ -153,10 +158,14 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
             "verified_with": artifact.verified_with, "seconds": round(time.perf_counter() - started, 2)}
         results[fmt] = artifact.files[0]
         # after every format, so that a later format's failure leaves no file the manifest does not vouch for
-        tmp = manifest_path.with_name(MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(manifest_path)
+        _write_manifest(manifest_path, manifest)
     return results
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    tmp = path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _needs_torchvision(spec: ModelSpec | None, *, strict: bool) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nas.config import TASKS, check, setting, to_dict
+from nas.config import SEED_MAX, TASKS, check, setting, to_dict
 from nas.errors import NasError
 from nas.export.formats import FORMATS, parse_formats
 
@@ -63,7 +63,8 @@ class TrainConfig:
                                  "space's (darts.yaml: 20)", min=1)
     cells_per_stage: int = setting(1, "normal cells per resolution of a backbone (detection, segmentation)", min=1)
     fpn_channels: int = setting(64, "FPN width of a detector (fcos: a multiple of 32)", min=8)
-    seed: int = setting(0, "seeds weights, data order, augmentation, drop-path and the detectors' sampling")
+    seed: int = setting(0, "seeds weights, data order, augmentation, drop-path and the detectors' sampling",
+                        min=0, max=SEED_MAX)
     device: str = setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     precision: str = setting("auto", "auto: bf16 autocast on a GPU that has it, else fp16 + grad scaling; mixed "
                              "precision applies on CUDA only (fp32 on the CPU)", choices=PRECISIONS)

@@ -196,14 +196,18 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
     start_epoch, stopped_early = 0, False
     history: list[dict[str, np.ndarray]] = []
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        w_optimizer.load_state_dict(state["w_optimizer"])
-        architect.optimizer.load_state_dict(state["arch_optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start_epoch, stopped_early = int(state["epoch"]), bool(state["stopped_early"])
-        history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
+        try:
+            state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
+            model.load_state_dict(state["model"])
+            w_optimizer.load_state_dict(state["w_optimizer"])
+            architect.optimizer.load_state_dict(state["arch_optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            start_epoch, stopped_early = int(state["epoch"]), bool(state["stopped_early"])
+            history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
+        except Exception as exc:  # torch raises many types for a damaged, foreign or mismatched file
+            raise NasError(f"{checkpoint_path} is not a checkpoint of this DARTS search ({type(exc).__name__}); "
+                           "it may be damaged or from another run: start a new search") from None
         run.truncate_metrics(start_epoch)
         _truncate_jsonl(run.path / "genotypes.jsonl", start_epoch)
         if progress:
