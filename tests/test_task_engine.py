@@ -296,3 +296,12 @@ def test_channels_last_and_extra_hooks_apply_to_every_task(tmp_path, task):
     result = train("NB201_RESNET", task=task, head="fcn" if task == "segmentation" else "retinanet", config=config,
                    out=tmp_path / "run", progress=False, hooks=[layouts])
     assert layouts.steps == [True] and result.metrics["train_images"] == TINY.batch_size
+
+
+def test_a_resumed_task_run_refuses_another_head_or_data_set(tmp_path, capsys):
+    run = tmp_path / "never-made"
+    for flags in (["--detector", "retinanet"], ["--dataset", "coco"]):
+        assert main(["detect", "--resume", str(run), *flags]) == 2
+        assert "--resume continues with the run's own settings; drop " + flags[0] in capsys.readouterr().err
+    assert main(["segment", "--resume", str(run), "--head", "fcn"]) == 2
+    assert "drop --head" in capsys.readouterr().err

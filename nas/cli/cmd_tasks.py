@@ -18,7 +18,7 @@ COMMANDS = {
     "detect": ("detection", "detector", ("data_root", "ann"), CLASSIFICATION_ONLY),
     "segment": ("segmentation", "head", ("images", "masks", "num_classes"), (*CLASSIFICATION_ONLY, "fpn_channels")),
 }
-
+DEFAULT_HEADS = {"detection": "fcos", "segmentation": "unet"}  # when --detector / --head is not given
 
 def _common(p: argparse.ArgumentParser, *, command: str) -> None:
     p.add_argument("--genotype", help="backbone genotype: a reference name (DARTS_V2, MOBILENETV2, ...), a "
@@ -44,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a torchvision detector whose backbone is a genotype (cells or blocks, "
                        "strides 4-32, with an FPN) into a new run folder, evaluate COCO mAP / AP50 / AP75 after "
                        "every epoch and export it. The default data (generated shapes) needs no download.")
-    p.add_argument("--detector", default="fcos", help="fasterrcnn, retinanet, fcos or a head registered with "
+    p.add_argument("--detector", help="fasterrcnn, retinanet, fcos or a head registered with "
                    "nas.builders.register_head (default fcos)")
-    p.add_argument("--dataset", default="shapes", help="shapes (embedded, default) or coco")
+    p.add_argument("--dataset", help="shapes (embedded, default) or coco")
     p.add_argument("--data-root", help="coco: the folder holding the images")
     p.add_argument("--ann", help="coco: the annotation JSON (instances_*.json)")
     _common(p, command="detect")
@@ -55,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a semantic segmentation model whose backbone is a genotype into a new "
                        "run folder, evaluate mean IoU and pixel accuracy after every epoch and export it. The "
                        "default data (generated shapes) needs no download.")
-    p.add_argument("--head", default="unet", help="fcn, deeplabv3, unet or a head registered with "
+    p.add_argument("--head", help="fcn, deeplabv3, unet or a head registered with "
                    "nas.builders.register_head (default unet)")
-    p.add_argument("--dataset", default="shapes", help="shapes (embedded, default) or voc (image + mask folders)")
+    p.add_argument("--dataset", help="shapes (embedded, default) or voc (image + mask folders)")
     p.add_argument("--images", help="voc: folder of images")
     p.add_argument("--masks", help="voc: folder of PNG masks of class ids, same file stems (255 = ignore)")
     p.add_argument("--num-classes", type=int, help="voc: classes including the background (default 21)")
@@ -70,15 +70,18 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     task, head_option, data_options, unused = COMMANDS[args.command]
     if args.resume:
-        refuse_resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", *data_options), unused)
+        refuse_resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", head_option, "dataset",
+                                       *data_options), unused)
         train(task=task, resume=args.resume, progress=not args.no_progress)
         return 0
     if not (args.genotype or args.backbone or args.init_from):
         raise NasError("pass --genotype NAME|FILE|RUN (see `nas build --list-genotypes`), --backbone resnet18, "
                        "--init-from RUN, or --resume RUN")
-    config = apply(recipe(args.dataset, task), args, exclude=unused)
+    dataset = args.dataset or "shapes"
+    config = apply(recipe(dataset, task), args, exclude=unused)
     data = {name: getattr(args, name) for name in data_options}
-    train(args.genotype, args.dataset, task=task, head=getattr(args, head_option), backbone=args.backbone,
+    train(args.genotype, dataset, task=task, head=getattr(args, head_option) or DEFAULT_HEADS[task],
+          backbone=args.backbone,
           config=config, space=args.space, init_from=args.init_from, out=args.out, progress=not args.no_progress,
           **data)
     return 0
