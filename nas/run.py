@@ -142,8 +142,13 @@ class Run:
 
     def truncate_metrics(self, keep: int) -> None:
         """Keep the first ``keep`` records (used on resume, to drop epochs after the checkpoint)."""
-        records = self.metrics()[:keep]
-        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        self.truncate_records("metrics.jsonl", keep)
+
+    def truncate_records(self, name: str, keep: int) -> None:
+        """Keep the first ``keep`` lines of the JSON-lines file ``name`` (an empty file if it has none)."""
+        path = self.path / name
+        lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        path.write_text("".join(line + "\n" for line in lines[:keep]))
 
     def tensorboard(self):
         if self._writer is None:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from nas.checkpoint import rng_state, set_rng_state
+from nas.checkpoint import rng_state, save_checkpoint, set_rng_state
 from nas.config import check, from_dict, to_dict
 from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
@@ -78,19 +78,6 @@ def _loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, work
 
 
 # -- run folder helpers ------------------------------------------------------------------------
-def _truncate_jsonl(path: Path, keep: int) -> None:
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line.strip()][:keep]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill never leaves half a checkpoint
-
-
 def _detached(weights: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
     return None if weights is None else {k: v.detach().cpu() for k, v in weights.items()}
 
@@ -209,7 +196,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             raise NasError(f"{checkpoint_path} is not a checkpoint of this DARTS search ({type(exc).__name__}); "
                            "it may be damaged or from another run: start a new search") from None
         run.truncate_metrics(start_epoch)
-        _truncate_jsonl(run.path / "genotypes.jsonl", start_epoch)
+        run.truncate_records("genotypes.jsonl", start_epoch)
         if progress:
             tqdm.write(f"resuming {run.path} after epoch {start_epoch}/{config.epochs}")
     elif progress:
@@ -274,7 +261,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         run.log(metrics, step=epoch)
-        _save_checkpoint(run.path / "checkpoints" / "last.pt", {
+        save_checkpoint(run.path / "checkpoints" / "last.pt", {
             "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
             "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
