@@ -6,9 +6,7 @@ A checkpoint is a dict of tensors, numbers, strings, lists and tuples only, so i
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from torch import nn
 
 from nas.builders.spec import ModelSpec
 from nas.errors import NasError
+from nas.io import atomic_copy, atomic_save
 
 FORMAT = 1  # bumped when the layout changes
 
@@ -55,18 +54,11 @@ def _as_tuple(obj: Any) -> Any:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically: a kill leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_save(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def copy_checkpoint(source: Path, target: Path) -> Path:
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
+    return atomic_copy(source, target)
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

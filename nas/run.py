@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nas.errors import NasError
+from nas.io import atomic_json
 
 DEFAULT_ROOT = Path(os.environ.get("NAS_RUNS", "runs"))
 
@@ -115,12 +116,7 @@ class Run:
         return json.loads((self.path / "config.json").read_text())
 
     def write_json(self, name: str, obj: Any) -> Path:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
-        tmp.replace(target)  # atomic: a kill never leaves half a file
-        return target
+        return atomic_json(self.path / name, _jsonable(obj))  # a kill never leaves half a file
 
     def log(self, record: dict[str, Any], *, step: int | None = None, prefix: str = "") -> None:
         """Append one record to ``metrics.jsonl`` and its numbers to TensorBoard."""
