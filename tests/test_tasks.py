@@ -413,9 +413,8 @@ def test_coco_detection_file_errors(tmp_path):
         CocoDetection(images_dir, path)
     dataset["images"][0]["width"] = 41
     path.write_text(json.dumps(dataset))
-    data = CocoDetection(images_dir, path)
     with pytest.raises(NasError, match="annotations.json: image id 1 declares 41x30"):
-        data[0]
+        CocoDetection(images_dir, path)
 
 
 # --------------------------------------------------------------------------- mask folders

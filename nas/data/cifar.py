@@ -11,10 +11,17 @@ Both are also looked for in ``root/cifar10`` (and ``root/cifar10-jpeg``) or ``ro
 so one data root can hold several data sets. Images are decoded once into a uint8
 ``(N, 3, 32, 32)`` tensor and kept in memory (and in a small in-process cache, so a search
 and its retraining in one process decode once).
+
+The batch files are pickles, so they are read with :class:`_BatchUnpickler`, which rebuilds
+only numpy arrays, numbers, strings, lists and dicts: a file that asks for anything else (a
+planted ``__reduce__`` payload) is refused before any of it runs.
 """
 from __future__ import annotations
 
+import codecs
+import io
 import pickle
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -59,36 +66,113 @@ NATIVE_SIZE = 32
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """How protocol-2 pickles written by Python 3 spell a bytes object: ``_codecs.encode(text, "latin1")``."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"bytes encoded as {encoding!r}")
+    return codecs.encode(text, "latin1")
+
+
+# Everything a CIFAR batch file needs: numpy's own rebuilders of arrays and scalars (spelled
+# numpy.core by the original Python 2 files and numpy 1, numpy._core by numpy 2; _frombuffer by
+# protocol 5), and bytes as Python 3 writes them at protocol 2. None of these runs user code.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0] for core in ("core", "_core")},
+    **{(f"numpy.{core}.multiarray", "scalar"): np.int64(0).__reduce__()[0] for core in ("core", "_core")},
+    **{(f"numpy.{core}.numeric", "_frombuffer"): np.zeros(1).__reduce_ex__(5)[0] for core in ("core", "_core")},
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Admits only the globals of :data:`_ALLOWED_GLOBALS`; anything else is refused unimported."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
 def _unpickle(path: Path, spec: _Spec) -> dict:
-    if not path.is_file():
-        raise NasError(
-            f"{path.parent} is incomplete: {path.name} is missing; "
-            f"re-download {spec.title} there (torchvision's {spec.title.replace('-', '')} with download=True)"
-        )
     try:
-        with path.open("rb") as f:
-            # The archives are Python 2 pickles; latin1 reads their byte strings as torchvision does.
-            return pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise NasError(f"{path} is not a {spec.title} batch file ({err}); re-download {spec.title}") from None
+        # The archives are Python 2 pickles; latin1 reads their byte strings as torchvision does.
+        content = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except _Refused as err:
+        raise NasError(
+            f"{path}: refused to load: it asks to run {err}, which a {spec.title} batch file never does "
+            f"(the file may have been tampered with); delete it and re-download {spec.title}"
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            OverflowError, MemoryError, RecursionError, struct.error) as err:
+        raise NasError(f"{path}: not a {spec.title} batch file ({type(err).__name__}: {_first_line(err)}); "
+                       f"re-download {spec.title}") from None
+    except OSError as err:
+        raise NasError(f"{path}: cannot be read ({err.strerror or err}); check its permissions") from None
+    if not isinstance(content, dict):
+        raise NasError(f"{path}: not a {spec.title} batch file (it holds a {type(content).__name__}, not a dict); "
+                       f"re-download {spec.title}")
+    return content
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else "no details"
+
+
+def _batch(path: Path, content: dict, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``(N, 3072)`` and labels ``(N,)`` of one batch file, checked."""
+    missing = [k for k in ("data", spec.label_key) if k not in content]
+    if missing:
+        raise NasError(f"{path}: a {spec.title} batch file without the {missing[0]!r} entry; re-download {spec.title}")
+    data, labels = content["data"], content[spec.label_key]
+    size = 3 * NATIVE_SIZE * NATIVE_SIZE
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
+        shape = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise NasError(f"{path}: 'data' is {shape}, not uint8 (N, {size}) images; re-download {spec.title}")
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError):
+        labels = np.asarray([], dtype=object)
+    if labels.ndim != 1 or len(labels) != len(data) or (len(labels) and labels.dtype.kind not in "iu"):
+        raise NasError(f"{path}: {spec.label_key!r} is not one integer label per image ({len(data)} images); "
+                       f"re-download {spec.title}")
+    return data, labels.astype(np.int64)
 
 
 def _from_pickles(folder: Path, spec: _Spec) -> Arrays:
+    for name in (*spec.train_files, spec.test_file, spec.meta_file):
+        if not (folder / name).is_file():
+            raise NasError(
+                f"{folder} is incomplete: {name} is missing; "
+                f"re-download {spec.title} there (torchvision's {spec.title.replace('-', '')} with download=True)"
+            )
+    # The meta file first: its class names bound the labels of every batch.
+    meta_path = folder / spec.meta_file
+    meta = _unpickle(meta_path, spec)
+    names = meta.get(spec.names_key)
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise NasError(f"{meta_path}: lacks the class names {spec.names_key!r}; re-download {spec.title}")
+
     def load(files: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        batches = [_unpickle(folder / f, spec) for f in files]
-        try:
-            data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-            labels = np.concatenate([np.asarray(b[spec.label_key], dtype=np.int64) for b in batches])
-        except KeyError as err:
-            raise NasError(f"{folder} has a batch file without the {err} entry; re-download {spec.title}") from None
+        parts = [_batch(folder / f, _unpickle(folder / f, spec), spec) for f in files]
+        for f, (_, labels) in zip(files, parts, strict=True):
+            if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
+                raise NasError(f"{folder / f}: has labels outside 0..{len(names) - 1} (the {len(names)} classes of "
+                               f"{spec.meta_file}); re-download {spec.title}")
+        data = np.concatenate([d for d, _ in parts])
+        labels = np.concatenate([y for _, y in parts])
         return torch.from_numpy(data.reshape(-1, 3, NATIVE_SIZE, NATIVE_SIZE)), torch.from_numpy(labels)
 
     train_x, train_y = load(spec.train_files)
     test_x, test_y = load((spec.test_file,))
-    meta = _unpickle(folder / spec.meta_file, spec)
-    if spec.names_key not in meta:
-        raise NasError(f"{folder / spec.meta_file} lacks {spec.names_key!r}; re-download {spec.title}")
-    return train_x, train_y, test_x, test_y, list(meta[spec.names_key])
+    return train_x, train_y, test_x, test_y, list(names)
 
 
 def _from_image_folders(root: Path, spec: _Spec) -> Arrays | None:

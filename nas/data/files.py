@@ -3,16 +3,24 @@
 A :class:`FileTree` lists the image files below a folder, or below a folder inside a zip, by
 relative POSIX path, so the layout rules (``train/``/``test/`` splits, ``<class>/<image>``
 folders) are written once for both. Nothing is ever written next to the data.
+
+Decoding is strict: an empty file, a file of no known image format, a PNG cut short or with
+a damaged chunk, and anything a decoder rejects raise :class:`DataFileError` naming the file,
+never a half-decoded image. :func:`check_files` does that for a whole list before any
+training starts (decoding every file of a small set, the headers of a large one).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +38,137 @@ _JPEG_MAGIC = b"\xff\xd8"
 _LOCAL_HEADER = b"PK\x03\x04"
 _ENCRYPTED = 0x1  # zip general-purpose flag bit
 _DECODE_CHUNK = 4096  # files read and decoded per step: bounds the compressed and decoded copies held at once
+# Sets of image files up to this many bytes are decoded once, in full, before training; a larger
+# set has every file's header checked up front and each file decoded strictly when it is read.
+FULL_CHECK_BYTES = 256 * 1024**2
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TORCHVISION_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")  # decoded by torchvision; the rest by PIL
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError)
+
+
+class DataFileError(NasError):
+    """A data file that cannot be used: empty, cut short, damaged, of no known image format, or
+    holding values outside their range.
+
+    Raised in a DataLoader worker, it reaches the main process re-created from a message with
+    the worker's traceback in front; that is cut back to the original line here, so the
+    command still ends in one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        if message.startswith("Caught ") and "Traceback" in message:
+            message = message.rstrip().rsplit("\n", 1)[-1].partition(": ")[2] or message
+        super().__init__(message)
+
+
+def image_format(head: bytes) -> str | None:
+    """The format named by a file's first bytes (PIL's names), or ``None``."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        return "PPM"
+    return None
+
+
+def _png_problem(blob: bytes) -> str | None:
+    """What is wrong with a PNG's chunk structure, or ``None``: every chunk whole, its CRC right,
+    up to IEND. Decoders accept a PNG whose last bytes are missing, so this is checked first."""
+    data = memoryview(blob)
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        if pos + 12 > len(data):
+            return "it is cut short (no IEND chunk)"
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = bytes(data[pos + 4 : pos + 8]).decode("latin1")
+        end = pos + 12 + length
+        if end > len(data):
+            return f"it is cut short (inside its {kind!r} chunk)"
+        if zlib.crc32(data[pos + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
+            return f"its {kind!r} chunk is damaged (CRC mismatch)"
+        if kind == "IEND":
+            return None
+        pos = end
+
+
+def check_image(blob: bytes, where: str, *, head_only: bool = False) -> str:
+    """The format of an image file's bytes; :class:`DataFileError` for an empty file, an unknown
+    format, or (unless ``head_only``: ``blob`` is then the file's first bytes) a damaged PNG."""
+    if not blob:
+        raise DataFileError(f"{where}: the file is empty (0 bytes); remove it or replace it with the image")
+    fmt = image_format(blob[:16])
+    if fmt is None:
+        raise DataFileError(f"{where}: not an image file of a known format ({', '.join(IMAGE_EXTENSIONS)}); "
+                          "remove it or replace it with the image")
+    problem = None if head_only or fmt != "PNG" else _png_problem(blob)
+    if problem is not None:
+        raise DataFileError(f"{where}: damaged PNG: {problem}; remove it or replace it with an intact copy")
+    return fmt
+
+
+def _reason(err: BaseException) -> str:
+    """A decoder's complaint on one short line (torchvision prefixes the C++ function and file)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if text.startswith(("decode_", "operator()")):
+        text = text.split(", ", 2)[-1]
+    return text[:200]
+
+
+# What PIL raises for damaged input, while identifying or while decoding.
+PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error, zlib.error,
+              Image.DecompressionBombError)
+
+
+def open_image(blob: bytes, where: str) -> Image.Image:
+    """A fully decoded PIL image of a file's bytes, strictly (see :func:`check_image`)."""
+    check_image(blob, where)
+    try:
+        image = Image.open(io.BytesIO(blob))
+        image.load()
+    except PIL_ERRORS as err:
+        raise DataFileError(f"{where}: cannot decode the image ({_reason(err)}); remove or replace the file") from None
+    return image
+
+
+class Header(NamedTuple):
+    format: str  # PIL's name: "JPEG", "PNG", ...
+    size: tuple[int, int]  # width, height
+    mode: str  # PIL's mode: "RGB", "L", "P", ...
+
+
+def image_header(source: Path | BinaryIO, where: str) -> Header:
+    """The format, size and mode of an image file (a path or an open binary file), read from
+    its header without decoding the pixels."""
+    try:
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(source.open("rb")) if isinstance(source, Path) else source
+            fmt = check_image(f.read(16), where, head_only=True)
+            f.seek(0)
+            with Image.open(f) as image:
+                return Header(fmt, image.size, image.mode)
+    except DataFileError:
+        raise
+    except (*PIL_ERRORS, *_ZIP_ERRORS) as err:
+        raise DataFileError(f"{where}: cannot read the image header ({_reason(err)}); remove or replace the file") \
+            from None
+
+
+def read_file(path: Path) -> bytes:
+    """A data file's bytes; one that cannot be read is a :class:`DataFileError`."""
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot be read ({err.strerror or err}); check that it is a readable file") \
+            from None
 
 
 def _visible(parts: Iterable[str]) -> bool:
@@ -60,7 +199,17 @@ class _Archive:
         return {**self.__dict__, "_zip": None}
 
     def read(self, member: str) -> bytes:
-        return self._handle().read(member)
+        try:
+            return self._handle().read(member)
+        except _ZIP_ERRORS as err:
+            raise DataFileError(f"{self.path}:{member}: cannot be read from the zip ({_reason(err)}); "
+                              "re-create the zip") from None
+
+    def open(self, member: str) -> BinaryIO:
+        return self._handle().open(member)
+
+    def size(self, member: str) -> int:
+        return self._handle().getinfo(member).file_size
 
     def read_many(self, members: Sequence[str]) -> list[bytes]:
         """Uncompressed members (how image zips are usually stored) are sliced straight out of a
@@ -72,14 +221,17 @@ class _Archive:
             for member in members:
                 info = archive.getinfo(member)
                 if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ENCRYPTED:
-                    out.append(archive.read(member))
+                    out.append(self.read(member))
                     continue
                 offset = info.header_offset
                 if data[offset : offset + 4] != _LOCAL_HEADER:
-                    raise NasError(f"{self.path} is damaged ({member} has no local header); re-create the zip")
+                    raise DataFileError(f"{self.path}:{member}: has no local header in the zip; re-create the zip")
                 name_len, extra_len = struct.unpack_from("<HH", data, offset + 26)
                 start = offset + 30 + name_len + extra_len
-                out.append(data[start : start + info.compress_size])
+                blob = data[start : start + info.compress_size]
+                if len(blob) != info.file_size:
+                    raise DataFileError(f"{self.path}:{member}: is cut short in the zip; re-create the zip")
+                out.append(blob)
         return out
 
 
@@ -142,7 +294,28 @@ class FileTree:
     def read(self, name: str) -> bytes:
         if self.archive is not None:
             return self.archive.read(self.prefix + name)
-        return self.path.joinpath(self.prefix, name).read_bytes()
+        return read_file(self.path.joinpath(self.prefix, name))
+
+    def header(self, name: str) -> Header:
+        """A file's format, size and mode from its header (see :func:`image_header`)."""
+        if self.archive is None:
+            return image_header(self.path.joinpath(self.prefix, name), self.where(name))
+        try:
+            member = self.archive.open(self.prefix + name)
+        except _ZIP_ERRORS as err:
+            raise DataFileError(f"{self.where(name)}: cannot be read from the zip ({_reason(err)}); "
+                              "re-create the zip") from None
+        with member:
+            return image_header(member, self.where(name))
+
+    def size(self, name: str) -> int:
+        """The file's size in bytes (0 for one that cannot be read: reading it names the problem)."""
+        if self.archive is not None:
+            return self.archive.size(self.prefix + name)
+        try:
+            return self.path.joinpath(self.prefix, name).stat().st_size
+        except OSError:
+            return 0
 
     def read_many(self, names: Sequence[str]) -> list[bytes]:
         if self.archive is not None:
@@ -220,18 +393,37 @@ def fit(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def decode_one(blob: bytes, where: str) -> torch.Tensor:
-    """One image file as a uint8 RGB ``(3, H, W)`` tensor."""
-    try:
-        image = decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        return image[0] if image.ndim == 4 else image  # animated GIF: first frame
-    except RuntimeError:
-        pass  # a format torchvision cannot read (BMP, TIFF, PPM): PIL can
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            array = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise NasError(f"cannot decode image {where} ({err}); remove or replace the file") from None
+    """One image file as a uint8 RGB ``(3, H, W)`` tensor, strictly (see :func:`check_image`)."""
+    fmt = check_image(blob, where)
+    if fmt in _TORCHVISION_FORMATS:
+        try:
+            image = decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError as err:
+            # No second try with PIL: it decodes some damaged files without complaint.
+            raise DataFileError(f"{where}: cannot decode the {fmt} image ({_reason(err)}); remove or replace the file") \
+                from None
+        image = image[0] if image.ndim == 4 else image  # animated GIF: first frame
+        return image if image.dtype == torch.uint8 else TF.to_dtype(image, torch.uint8, scale=True)  # 16-bit PNG
+    with open_image(blob, where) as im:  # BMP, TIFF, PPM: formats torchvision cannot read
+        array = np.asarray(im.convert("RGB"))
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def check_files(tree: FileTree, names: Sequence[str]) -> None:
+    """Refuse a set whose files are not all intact images, before anything is trained on it: a
+    set of up to :data:`FULL_CHECK_BYTES` is decoded in full (and the result dropped), a larger
+    one has each file's size and header checked."""
+    sizes = [tree.size(n) for n in names]
+    if sum(sizes) <= FULL_CHECK_BYTES:
+        for start in range(0, len(names), _DECODE_CHUNK):
+            chunk = names[start : start + _DECODE_CHUNK]
+            for name, blob in zip(chunk, tree.read_many(chunk), strict=True):
+                decode_one(blob, tree.where(name))
+        return
+    for name, size in zip(names, sizes, strict=True):
+        if size == 0:
+            check_image(b"", tree.where(name))
+        tree.header(name)
 
 
 def decode_all(tree: FileTree, names: Sequence[str], size: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ With ``train/`` and ``val/`` (or ``test/``) splits those are used; otherwise the
 ``<class>/<image>`` tree is split, stratified, into train and a held-out ``val_fraction``.
 Images are resized (shorter side, then centre crop) to ``image_size`` RGB squares. A set
 whose decoded size fits :data:`IN_MEMORY_LIMIT` is decoded once up front, a larger one per
-item as it is read.
+item as it is read (after :func:`~nas.data.files.check_files` has checked every file).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from nas.data.base import (
 from nas.data.files import (
     CLASS_LAYOUT,
     FileTree,
+    check_files,
     decode_all,
     decode_one,
     find_splits,
@@ -133,6 +134,8 @@ def load_imagefolder(
         train = TensorImageDataset(train_x, torch.tensor(train_part.labels), mean, std, transform)
         test = TensorImageDataset(test_x, torch.tensor(test_part.labels), mean, std)
     else:
+        check_files(train_part.tree, train_part.names)
+        check_files(test_part.tree, test_part.names)
         order = torch.randperm(len(train_part.names), generator=torch.Generator().manual_seed(0))
         sample = [_load(train_part.tree, train_part.names[i], size) for i in order[:STATS_SAMPLE].tolist()]
         mean, std = channel_stats(torch.stack(sample))

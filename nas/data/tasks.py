@@ -31,6 +31,13 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from nas.data.files import (
+    FULL_CHECK_BYTES,
+    DataFileError,
+    image_header,
+    open_image,
+    read_file,
+)
 from nas.errors import NasError
 
 Target = dict[str, Any]
@@ -196,9 +203,11 @@ class CocoDetection(Dataset):
     names them (``classes[0] == "background"``, ``num_classes == K + 1``). Crowd annotations
     (``iscrowd: 1``) are left out of the targets. ``"masks"`` come from the annotations'
     ``segmentation`` (polygons or RLE), or fill the box where an annotation has none.
-    ``"image_id"`` is the COCO image id. The JSON is checked when the data set is built;
-    every problem raises :class:`NasError` naming the file and the entry. ``transforms``, if
-    given, maps ``(image, target)`` to a new pair.
+    ``"image_id"`` is the COCO image id. The JSON and the image files are checked when the
+    data set is built (images are decoded once if they total at most
+    :data:`~nas.data.files.FULL_CHECK_BYTES`, else their headers are read); every problem
+    raises :class:`NasError` naming the file and the entry. ``transforms``, if given, maps
+    ``(image, target)`` to a new pair.
 
     Example::
 
@@ -234,16 +243,24 @@ class CocoDetection(Dataset):
     def _fail(self, entry: str, problem: str) -> NasError:
         return NasError(f"{self.annotation_json}: {entry} {problem}; fix or remove it")
 
+    def _fail_file(self, entry: str, problem: str) -> DataFileError:
+        """:meth:`_fail` for a problem found while an item is read (maybe in a DataLoader worker)."""
+        return DataFileError(f"{self.annotation_json}: {entry} {problem}; fix or remove it")
+
     def _load_json(self) -> dict:
         path = self.annotation_json
         if not path.is_file():
             raise NasError(f"{path}: annotation file not found; pass the path of a COCO annotation JSON")
         try:
-            dataset = json.loads(path.read_text(encoding="utf-8"))
+            dataset = json.loads(read_file(path).decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise NasError(f"{path}: not valid JSON ({exc}); fix the file") from None
+            raise NasError(f"{path}: not valid JSON ({_one_line(exc)}); pass a COCO annotation JSON") from None
+        except RecursionError:
+            raise NasError(f"{path}: nested too deeply to be a COCO annotation file; pass a COCO annotation JSON") \
+                from None
         if not isinstance(dataset, dict):
-            raise NasError(f"{path}: a COCO annotation file is a JSON object with images, annotations and categories")
+            raise NasError(f"{path}: a COCO annotation file is a JSON object with images, annotations and "
+                           f"categories, not a JSON {type(dataset).__name__}; pass a COCO annotation JSON")
         for key in ("images", "annotations", "categories"):
             if not isinstance(dataset.get(key), list):
                 raise NasError(
@@ -254,8 +271,8 @@ class CocoDetection(Dataset):
     def _unique_id(self, what: str, entry: Any, seen: set[int]) -> int:
         """The integer ``id`` of ``entry``, added to ``seen``; a missing or repeated id raises."""
         entry_id = entry.get("id") if isinstance(entry, dict) else None
-        if not isinstance(entry_id, int) or entry_id in seen:
-            raise self._fail(f"{what} {entry!r}", "needs a unique integer id")
+        if not _is_int(entry_id) or entry_id in seen:
+            raise self._fail(f"{what} {_short(entry)}", "needs a unique integer id")
         seen.add(entry_id)
         return entry_id
 
@@ -264,31 +281,54 @@ class CocoDetection(Dataset):
         for category in dataset["categories"]:
             self._unique_id("category", category, category_ids)
         image_ids: set[int] = set()
+        sizes: dict[int, tuple[int, int]] = {}  # image id -> (height, width)
         for image in dataset["images"]:
             image_id = self._unique_id("image", image, image_ids)
             file_name = image.get("file_name")
             if not isinstance(file_name, str) or not file_name:
                 raise self._fail(f"image id {image_id}", "has no file_name")
+            height, width = image.get("height"), image.get("width")
+            if not (_is_int(height) and _is_int(width) and height > 0 and width > 0):
+                raise self._fail(f"image id {image_id}", f"has width {width!r} and height {height!r} "
+                                 "(expected positive integers, the image's size in pixels)")
+            sizes[image_id] = (height, width)
             if not (self.images_dir / file_name).is_file():
                 raise self._fail(f"image id {image_id}", f"has file_name {file_name!r}, not found in {self.images_dir}")
         annotation_ids: set[int] = set()
         for annotation in dataset["annotations"]:
             ann_id = self._unique_id("annotation", annotation, annotation_ids)
             entry = f"annotation id {ann_id}"
-            if annotation.get("image_id") not in image_ids:
-                raise self._fail(entry, f"has image_id {annotation.get('image_id')!r}, which is not in images")
-            if annotation.get("category_id") not in category_ids:
-                category = annotation.get("category_id")
-                raise self._fail(entry, f"has category_id {category!r}, which is not in categories")
+            image_id = annotation.get("image_id")
+            if not _is_int(image_id) or image_id not in image_ids:
+                raise self._fail(entry, f"has image_id {_short(image_id)}, which is not in images")
+            category = annotation.get("category_id")
+            if not _is_int(category) or category not in category_ids:
+                raise self._fail(entry, f"has category_id {_short(category)}, which is not in categories")
             bbox = annotation.get("bbox")
-            if (
-                not isinstance(bbox, list)
-                or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-            ):
-                raise self._fail(entry, f"has bbox {bbox!r} (expected [x, y, width, height] numbers)")
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+                raise self._fail(entry, f"has bbox {_short(bbox)} (expected [x, y, width, height] numbers)")
             if bbox[2] <= 0 or bbox[3] <= 0:
                 raise self._fail(entry, f"has bbox {bbox!r} (width and height must be positive)")
+            if annotation.get("iscrowd", 0) not in (0, 1) or isinstance(annotation.get("iscrowd"), float):
+                raise self._fail(entry, f"has iscrowd {_short(annotation.get('iscrowd'))} (expected 0 or 1)")
+            problem = _segmentation_problem(annotation.get("segmentation"), *sizes[image_id])
+            if problem is not None:
+                raise self._fail(entry, f"has a segmentation that is {problem}")
+        self._check_images(dataset["images"])
+
+    def _check_images(self, images: list[dict]) -> None:
+        """Every image's header against its declared size; every image decoded once as well when
+        the files are small enough together."""
+        paths = [self.images_dir / image["file_name"] for image in images]
+        full = sum(p.stat().st_size for p in paths) <= FULL_CHECK_BYTES
+        for image, path in zip(images, paths, strict=True):
+            if full:
+                width, height = open_image(read_file(path), str(path)).size
+            else:
+                width, height = image_header(path, str(path)).size
+            if (image["width"], image["height"]) != (width, height):
+                raise self._fail(f"image id {image['id']}", f"declares {image['width']}x{image['height']} "
+                                 f"but {path.name} is {width}x{height}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -297,16 +337,10 @@ class CocoDetection(Dataset):
         image_id = self.ids[index]
         info = self.coco.imgs[image_id]
         path = self.images_dir / info["file_name"]
-        try:
-            with Image.open(path) as pil:
-                image = image_to_tensor(pil)
-        except OSError as exc:
-            raise NasError(
-                f"{path}: cannot read the image ({exc}); replace the file or remove image id {image_id}"
-            ) from None
+        image = image_to_tensor(open_image(read_file(path), str(path)))
         height, width = image.shape[-2:]
-        if (info.get("height", height), info.get("width", width)) != (height, width):
-            raise self._fail(
+        if (info["height"], info["width"]) != (height, width):  # the file changed after the check
+            raise self._fail_file(
                 f"image id {image_id}",
                 f"declares {info.get('width')}x{info.get('height')} but {path.name} is {width}x{height}",
             )
@@ -328,11 +362,88 @@ class CocoDetection(Dataset):
             x, y, w, h = annotation["bbox"]
             segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
         try:
-            rles = coco_mask.frPyObjects(segmentation, height, width)
-            rle = coco_mask.merge(rles) if isinstance(rles, list) else rles
+            if isinstance(segmentation, dict) and isinstance(segmentation["counts"], str):
+                rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}  # compressed
+            else:
+                rles = coco_mask.frPyObjects(segmentation, height, width)
+                rle = coco_mask.merge(rles) if isinstance(rles, list) else rles
             return coco_mask.decode(rle).astype(np.uint8)
         except (TypeError, ValueError, KeyError, IndexError) as exc:
-            raise self._fail(f"annotation id {annotation['id']}", f"has an unreadable segmentation ({exc})") from None
+            raise self._fail_file(f"annotation id {annotation['id']}",
+                                  f"has an unreadable segmentation ({_one_line(exc)})") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about user data."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _rle_string_counts(text: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), or
+    ``None`` for a string that is not one: checked here because pycocotools trusts it."""
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value = shift = 0
+        more = True
+        while more:
+            if pos >= len(text):
+                return None
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                return None
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def _segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """What is wrong with an annotation's ``segmentation`` for an image of ``height`` x ``width``,
+    or ``None``: polygons (lists of at least three x, y pairs), an RLE dict, or nothing (the box
+    is filled)."""
+    if segmentation is None or segmentation == []:
+        return None
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if (not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2
+                    or not all(_is_number(v) for v in polygon)):
+                return (f"not a list of polygons ({_short(polygon)}: a polygon is a list of at least 3 "
+                        "x, y number pairs)")
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if size != [height, width]:
+            return f"an RLE of size {_short(size)}, not the image's [height, width] [{height}, {width}]"
+        if isinstance(counts, str):
+            runs = _rle_string_counts(counts)
+        elif isinstance(counts, list) and all(_is_int(c) for c in counts):
+            runs = counts
+        else:
+            runs = None
+        if runs is None or any(c < 0 for c in runs) or sum(runs) != height * width:
+            return f"an RLE whose counts {_short(counts)} do not cover the {height}x{width} image"
+        return None
+    return f"{_short(segmentation)} (expected a list of polygons or an RLE dict with size and counts)"
 
 
 # --------------------------------------------------------------------------- mask folders
@@ -343,10 +454,13 @@ class MaskFolderSegmentation(Dataset):
 
     Each image ``<stem>.jpg`` (or ``.jpeg``, ``.png``, ``.bmp``) needs a mask ``<stem>.png``
     of the same size in palette (``'P'``) or greyscale (``'L'``) mode whose pixel values are
-    class indices, 255 meaning "ignore". Pairs and sizes are checked when the data set is
-    built. If ``num_classes`` is given, loading a mask with a value outside ``0..num_classes-1``
-    (other than 255) raises :class:`NasError`. ``transforms``, if given, maps ``(image, mask)``
-    to a new pair (e.g. a joint resize or crop so batches stack).
+    class indices, 255 meaning "ignore". Pairs, formats and sizes are checked when the data set
+    is built, and when the files total at most :data:`~nas.data.files.FULL_CHECK_BYTES` every
+    file is decoded once as well, so a damaged image, or a mask value outside
+    ``0..num_classes-1`` (other than 255) when ``num_classes`` is given, raises
+    :class:`NasError` before any training; a larger set is checked so as each pair is read.
+    ``transforms``, if given, maps ``(image, mask)`` to a new pair (e.g. a joint resize or crop
+    so batches stack).
 
     Example::
 
@@ -378,37 +492,55 @@ class MaskFolderSegmentation(Dataset):
                 raise NasError(
                     f"{image_path}: no mask {mask_path.name} in {self.masks_dir}; add it or remove the image"
                 )
-            # Opening reads only the headers, so checking every pair up front is cheap.
-            with Image.open(image_path) as image, Image.open(mask_path) as mask:
-                if mask.mode not in ("P", "L"):
-                    raise NasError(
-                        f"{mask_path}: mask mode is {mask.mode!r}; save it as a palette ('P') or "
-                        "greyscale ('L') PNG of class indices"
-                    )
-                if image.size != mask.size:
-                    raise NasError(
-                        f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but {image_path.name} is "
-                        f"{image.size[0]}x{image.size[1]}; masks must match their images"
-                    )
+            # Headers only, so checking every pair up front is cheap.
+            image = image_header(image_path, str(image_path))
+            mask = image_header(mask_path, str(mask_path))
+            self._check_mask_header(mask_path, mask.format, mask.mode)
+            if image.size != mask.size:
+                raise NasError(
+                    f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but {image_path.name} is "
+                    f"{image.size[0]}x{image.size[1]}; masks must match their images"
+                )
             self.pairs.append((image_path, mask_path))
+        if sum(p.stat().st_size for pair in self.pairs for p in pair) <= FULL_CHECK_BYTES:
+            for index in range(len(self.pairs)):
+                self._read(index)
+
+    @staticmethod
+    def _check_mask_header(mask_path: Path, fmt: str, mode: str) -> None:
+        if fmt != "PNG":
+            raise NasError(f"{mask_path}: mask is a {fmt} file, not a PNG; save it as a palette ('P') or greyscale "
+                           "('L') PNG of class indices (a lossy format changes the class ids)")
+        if mode not in ("P", "L"):
+            raise NasError(
+                f"{mask_path}: mask mode is {mode!r}; save it as a palette ('P') or "
+                "greyscale ('L') PNG of class indices"
+            )
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def _read(self, index: int) -> tuple[Tensor, Tensor]:
+        """Pair ``index`` decoded, strictly; its problems are :class:`DataFileError` (one line
+        even from a DataLoader worker)."""
         image_path, mask_path = self.pairs[index]
-        with Image.open(image_path) as pil:
-            image = image_to_tensor(pil)
-        with Image.open(mask_path) as pil:
-            # np.asarray of a 'P' image gives the palette indices, i.e. the class ids.
-            mask = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())
+        image = image_to_tensor(open_image(read_file(image_path), str(image_path)))
+        pil = open_image(read_file(mask_path), str(mask_path))
+        if pil.format != "PNG" or pil.mode not in ("P", "L") or pil.size != (image.shape[2], image.shape[1]):
+            raise DataFileError(f"{mask_path}: changed since the data set was checked; check the mask folder again")
+        # np.asarray of a 'P' image gives the palette indices, i.e. the class ids.
+        mask = torch.from_numpy(np.asarray(pil, dtype=np.int64).copy())
         if self.num_classes is not None:
             values = mask[mask != 255]
             if values.numel() and int(values.max()) >= self.num_classes:
-                raise NasError(
+                raise DataFileError(
                     f"{mask_path}: has class {int(values.max())} but num_classes is {self.num_classes}; "
                     "fix the mask or raise num_classes"
                 )
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, mask = self._read(index)
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image, mask

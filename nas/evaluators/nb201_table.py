@@ -18,6 +18,7 @@ tables' percentages are divided by 100 when they are read.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,14 +93,25 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
         raise NasError(f"NAS-Bench-201 table {path} not found; pass the folder holding "
                        f"{', '.join(TABLE_FILES)} (--nb201-root DIR)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in columns if rows and c not in rows[0]]
-    if not rows or missing:
-        raise NasError(f"{path} is not a NAS-Bench-201 table: it lacks columns {missing or list(columns)}")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise NasError(f"{path}: not a CSV text file ({' '.join(str(exc).split())[:120]}); "
+                       "replace it with the NAS-Bench-201 table of that name") from None
+    except OSError as exc:
+        raise NasError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    if not rows:
+        raise NasError(f"{path}: the table is empty; replace it with the NAS-Bench-201 table of that name")
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise NasError(f"{path}: not a NAS-Bench-201 table: it lacks the columns {', '.join(missing)}; "
+                       "replace it with the NAS-Bench-201 table of that name")
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        if None in row or any(row.get(c) is None for c in columns):
+            raise NasError(f"{path}: line {line} has {'more' if None in row else 'fewer'} fields than the header; "
+                           "replace the file with the NAS-Bench-201 table of that name")
     return rows
-
-
 def _read_files(root: Path) -> tuple[list[dict[str, str]], ...]:
     if not root.is_dir():
         raise NasError(f"NAS-Bench-201 folder {root} not found; pass the folder holding "
@@ -113,23 +125,39 @@ def _read_files(root: Path) -> tuple[list[dict[str, str]], ...]:
 def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: list[dict[str, str]],
                  sizes: list[dict[str, str]]) -> dict[str, NB201Record]:
     prefix, final_column = DATASET_COLUMNS[dataset]
-    final_by_arch = {row["ArchitectureString"]: _fraction(row[final_column]) for row in final}
-    params_by_arch = {row["cellstr"]: round(float(row["params"]) * 1e6) for row in sizes}
+    final_by_arch = {row["ArchitectureString"]: _fraction(root / TABLE_200_EPOCHS, line, final_column, row)
+                     for line, row in enumerate(final, start=2)}
+    params_by_arch = {row["cellstr"]: round(_number(root / TABLE_PARAMS, line, "params", row, 0, 1e4) * 1e6)
+                      for line, row in enumerate(sizes, start=2)}
     table: dict[str, NB201Record] = {}
     for index, row in enumerate(short):
         arch = row["cellstr"]
         if arch not in final_by_arch or arch not in params_by_arch:
             raise NasError(f"{root}: cell {arch} of {TABLE_12_EPOCHS} is missing from {TABLE_200_EPOCHS} "
                            f"or {TABLE_PARAMS}; the three tables must list the same cells")
-        table[arch] = NB201Record(index=index, arch=arch, val_acc=_fraction(row[f"{prefix}-val"]),
-                                  test_acc_12=_fraction(row[f"{prefix}-test"]), test_acc=final_by_arch[arch],
-                                  params=params_by_arch[arch])
+        path, line = root / TABLE_12_EPOCHS, index + 2
+        table[arch] = NB201Record(index=index, arch=arch, val_acc=_fraction(path, line, f"{prefix}-val", row),
+                                  test_acc_12=_fraction(path, line, f"{prefix}-test", row),
+                                  test_acc=final_by_arch[arch], params=params_by_arch[arch])
     return table
 
 
-def _fraction(percent: str) -> float:
+def _number(path: Path, line: int, column: str, row: dict[str, str], low: float, high: float) -> float:
+    """A table entry as a finite number in ``[low, high]``."""
+    text = row[column]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also false for NaN
+        raise NasError(f"{path}: line {line}, column {column} holds {text[:40]!r}, not a number from {low:g} to "
+                       f"{high:g}; replace the file with the NAS-Bench-201 table of that name")
+    return value
+
+
+def _fraction(path: Path, line: int, column: str, row: dict[str, str]) -> float:
     """A table's accuracy in percent as a fraction."""
-    return float(percent) / 100
+    return _number(path, line, column, row, 0, 100) / 100
 
 
 @register_evaluator("nb201")
