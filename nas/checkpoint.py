@@ -6,7 +6,9 @@ A checkpoint is a dict of tensors, numbers, strings, lists and tuples only, so i
 """
 from __future__ import annotations
 
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,18 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
                        "`nas segment`, or its checkpoints/*.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a truncated or foreign file
+    except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler names the global it refused: a pickled object, maybe a payload
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused is None:
+            raise NasError(f"{path} is not a readable checkpoint (UnpicklingError); it may be damaged or "
+                           "from another program") from None
+        raise NasError(f"{path}: refused to load: it holds pickled objects other than tensors and plain data "
+                       f"({refused.group(1)}), which could run code; pass a checkpoint written by `nas train`, "
+                       "`nas detect` or `nas segment`") from None
+    # A damaged file makes torch raise any of a dozen types (RuntimeError, EOFError, UnicodeDecodeError,
+    # IndexError, AssertionError, struct.error, ...); whichever it is, the file is what is wrong.
+    except Exception as exc:  # noqa: BLE001
         raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged or "
                        "from another program") from None
     if not isinstance(state, dict) or "model" not in state or "spec" not in state:
