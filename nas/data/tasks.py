@@ -31,8 +31,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from nas.data import files
 from nas.data.files import (
-    FULL_CHECK_BYTES,
     DataFileError,
     image_header,
     open_image,
@@ -271,8 +271,10 @@ class CocoDetection(Dataset):
     def _unique_id(self, what: str, entry: Any, seen: set[int]) -> int:
         """The integer ``id`` of ``entry``, added to ``seen``; a missing or repeated id raises."""
         entry_id = entry.get("id") if isinstance(entry, dict) else None
-        if not _is_int(entry_id) or entry_id in seen:
+        if not _is_int(entry_id):
             raise self._fail(f"{what} {_short(entry)}", "needs a unique integer id")
+        if entry_id in seen:
+            raise self._fail(f"{what} id {entry_id}", f"appears twice (give each {what} an id of its own)")
         seen.add(entry_id)
         return entry_id
 
@@ -320,7 +322,7 @@ class CocoDetection(Dataset):
         """Every image's header against its declared size; every image decoded once as well when
         the files are small enough together."""
         paths = [self.images_dir / image["file_name"] for image in images]
-        full = sum(p.stat().st_size for p in paths) <= FULL_CHECK_BYTES
+        full = sum(p.stat().st_size for p in paths) <= files.FULL_CHECK_BYTES
         for image, path in zip(images, paths, strict=True):
             if full:
                 width, height = open_image(read_file(path), str(path)).size
@@ -502,7 +504,7 @@ class MaskFolderSegmentation(Dataset):
                     f"{image.size[0]}x{image.size[1]}; masks must match their images"
                 )
             self.pairs.append((image_path, mask_path))
-        if sum(p.stat().st_size for pair in self.pairs for p in pair) <= FULL_CHECK_BYTES:
+        if sum(p.stat().st_size for pair in self.pairs for p in pair) <= files.FULL_CHECK_BYTES:
             for index in range(len(self.pairs)):
                 self._read(index)
 

@@ -45,7 +45,7 @@ def load(weights: str | Path | None = None) -> torch.nn.Module:
     here = Path(__file__).resolve().parent
     if weights is None:
         try:
-            from safetensors.torch import load_file  # noqa: F401
+            from safetensors.torch import load_file
             weights = here / "model.safetensors"
         except ImportError:
             weights = here / "model_state_dict.pt"
