@@ -327,7 +327,7 @@ class CocoDetection(Dataset):
             if full:
                 width, height = open_image(read_file(path), str(path)).size
             else:
-                width, height = image_header(path, str(path)).size
+                width, height = image_header(path).size
             if (image["width"], image["height"]) != (width, height):
                 raise self._fail(f"image id {image['id']}", f"declares {image['width']}x{image['height']} "
                                  f"but {path.name} is {width}x{height}")
@@ -495,8 +495,8 @@ class MaskFolderSegmentation(Dataset):
                     f"{image_path}: no mask {mask_path.name} in {self.masks_dir}; add it or remove the image"
                 )
             # Headers only, so checking every pair up front is cheap.
-            image = image_header(image_path, str(image_path))
-            mask = image_header(mask_path, str(mask_path))
+            image = image_header(image_path)
+            mask = image_header(mask_path)
             self._check_mask_header(mask_path, mask.format, mask.mode)
             if image.size != mask.size:
                 raise NasError(
