@@ -53,6 +53,13 @@ def pixels(info: DatasetInfo, split: str = "train") -> tuple[torch.Tensor, list[
     return torch.stack(xs) * std + mean, list(ys)
 
 
+def assert_names(error: Exception, path: str | Path) -> None:
+    """The project's one-line form: ``<path>: <what is wrong>; <what to do>``, the path once."""
+    text = str(error)
+    assert text.startswith(f"{path}: ") and text.count(str(path)) == 1 and "; " in text, text
+    assert "\n" not in text
+
+
 def assert_colour_labels(info: DatasetInfo, split: str) -> None:
     images, labels = pixels(info, split)
     for image, label in zip(images, labels, strict=True):
@@ -475,9 +482,8 @@ def test_damaged_cifar_batches_are_named(case, tmp_path: Path):
     root = _cifar_with(tmp_path, name, content)
     with pytest.raises(NasError, match=message) as caught:
         get_dataset("cifar10", root)
-    text = str(caught.value)
-    assert text.startswith(f"{root / 'cifar-10-batches-py' / name}: ") and "re-download CIFAR-10" in text
-    assert "\n" not in text
+    assert_names(caught.value, root / "cifar-10-batches-py" / name)
+    assert str(caught.value).endswith("re-download CIFAR-10")
 
 
 # ------------------------------------------------------------------- image files, checked
@@ -534,7 +540,7 @@ def test_damaged_images_are_refused_naming_the_file(case, container, tmp_path: P
         where = f"{root}:pets/dog/{name}"
     with pytest.raises(NasError, match=message) as caught:
         get_dataset("imagefolder", root)
-    assert str(caught.value).startswith(f"{where}: ") and "\n" not in str(caught.value)
+    assert_names(caught.value, where)
 
 
 def test_a_damaged_zip_member_is_named(tmp_path: Path):
@@ -678,7 +684,7 @@ def test_malformed_coco_entries_are_named(case, tmp_path: Path):
     ann.write_text(json.dumps(dataset))
     with pytest.raises(NasError, match=message) as caught:
         CocoDetection(images_dir, ann)
-    assert str(caught.value).startswith(f"{ann}: ") and "\n" not in str(caught.value)
+    assert_names(caught.value, ann)
 
 
 BAD_COCO_FILES = {
@@ -699,7 +705,7 @@ def test_coco_files_that_are_not_annotations(case, tmp_path: Path):
     ann.write_bytes(content)
     with pytest.raises(NasError, match=message) as caught:
         CocoDetection(images_dir, ann)
-    assert str(caught.value).startswith(f"{ann}: ") and "\n" not in str(caught.value)
+    assert_names(caught.value, ann)
 
 
 @pytest.mark.parametrize("blob, message", [
@@ -795,7 +801,7 @@ def test_malformed_voc_pairs_are_named(case, tmp_path: Path):
     path.write_bytes(blob)
     with pytest.raises(NasError, match=message) as caught:
         MaskFolderSegmentation(images_dir, masks_dir, num_classes=3)
-    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert_names(caught.value, path)
 
 
 def test_voc_masks_may_hold_255_and_any_class_without_num_classes(tmp_path: Path):
@@ -882,7 +888,7 @@ def test_malformed_nb201_tables_are_named(case, tmp_path: Path):
         path.write_text(change(path.read_text()))
     with pytest.raises(NasError, match=message) as caught:
         _nb201(root)
-    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+    assert_names(caught.value, path)
 
 
 # ------------------------------------------------------------ the commands, before any run

@@ -147,12 +147,10 @@ class Header(NamedTuple):
 def image_header(path: Path) -> Header:
     """The format, size and mode of an image file, read from its header without decoding the
     pixels."""
+    fmt = check_image(read_file(path, 16), str(path), head_only=True)
     try:
-        with path.open("rb") as f:
-            fmt = check_image(f.read(16), str(path), head_only=True)
-            f.seek(0)
-            with Image.open(f) as image:
-                return Header(fmt, image.size, image.mode)
+        with Image.open(path) as image:
+            return Header(fmt, image.size, image.mode)
     except PIL_ERRORS as err:
         raise DataFileError(f"{path}: cannot read the image header ({_reason(err)}); remove or replace the file") \
             from None
