@@ -114,6 +114,20 @@ def test_a_cifar_batch_carrying_a_payload_is_refused_unrun(case, tmp_path, marke
     assert not out.exists()
 
 
+def test_a_cifar100_file_carrying_a_payload_is_refused_unrun(tmp_path, marker, capsys):
+    folder = tmp_path / "data" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    fine = {"data": np.zeros((2, 3072), dtype=np.uint8), "fine_labels": [0, 1]}
+    for name, content in {"train": fine, "test": {**fine, "fine_labels": OpensMarker(marker)},
+                          "meta": {"fine_label_names": ["a", "b"]}}.items():
+        (folder / name).write_bytes(pickle.dumps(content, protocol=2))
+    code, err = nas(capsys, "train", "--genotype", "DARTS_V2", "--dataset", "cifar100", "--data-root", folder.parent,
+                    "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert not marker.exists()
+    assert_refused(code, err, "train", folder / "test", "io.open", "re-download CIFAR-100")
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_inst_opcode_payload_is_refused(tmp_path, marker, capsys):
     root = _cifar_root(tmp_path, "data_batch_2", None)
     (root / "cifar-10-batches-py" / "data_batch_2").write_bytes(_inst_payload(marker))
