@@ -365,14 +365,20 @@ def test_a_killed_search_resumes_without_losing_a_trial(tmp_path: Path) -> None:
     finished = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
     assert len(finished) >= 3 and any(t.state == TrialState.RUNNING for t in before)
 
+    running = [t for t in before if t.state == TrialState.RUNNING]
+
     result = search_blackbox("nb201", SyntheticEvaluator(), strategy="random", trials=30, resume=out, progress=False)
     trials = result.study.trials
     assert {t.number: t.params for t in trials if t.number in finished} == finished  # nothing lost
-    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
-    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
-    assert "stopped before the trial finished" in interrupted[0].user_attrs["fail_reason"]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 30
-    assert not any(t.state == TrialState.RUNNING for t in trials)
+    # the interrupted trial ran again under its own number, with the parameters it had drawn
+    requeued = [t for t in trials if t.user_attrs.get("requeued")]
+    assert [t.number for t in requeued] == [t.number for t in running]
+    assert requeued[0].state == TrialState.COMPLETE
+    assert all(requeued[0].params[k] == v for k, v in running[0].params.items())
+    assert (out / "trials" / f"{requeued[0].number:04d}" / "evaluated").read_text() == f"{os.getpid()}\n"
+    assert len(trials) == 30 and all(t.state == TrialState.COMPLETE for t in trials)
+    logged = [json.loads(line)["trial"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(logged) == list(range(30))
 
 
 def test_two_workers_search_one_sqlite_study_together(tmp_path: Path) -> None:
