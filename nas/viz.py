@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 
 from nas.genotype import Genotype  # noqa: E402
-from nas.io import atomic_save  # noqa: E402
+from nas.io import atomic_save
 from nas.space import SearchSpace, load_space  # noqa: E402
 
 _INPUT_NAMES = {1: ["c_{k-1}"], 2: ["c_{k-2}", "c_{k-1}"]}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -234,6 +233,22 @@ def _kill_points(prefix: str) -> set[str]:
 def _covers(schedule: list[Kill], prefix: str) -> None:
     named = {k.partition("@")[0] for k in schedule if k}
     assert _kill_points(prefix) <= named, f"kill points not exercised: {_kill_points(prefix) - named}"
+
+
+# -- the records --------------------------------------------------------------------------------------
+def test_per_epoch_logs_are_trimmed_by_epoch_and_torn_lines_dropped(tmp_path: Path) -> None:
+    from nas.run import Run
+
+    run = Run(tmp_path)
+    lines = ['{"epoch": 1, "a": 1}', '{"epoch": 1, "a": 2}', '{"epoch": 3, "a": 3}', '{"epoch": 2, "a": 4}']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 4, "a"')  # torn by a kill
+    assert [r["a"] for r in run.read_records("metrics.jsonl")] == [1, 2, 3, 4]
+    run.append_record("metrics.jsonl", {"epoch": 5})  # starts a line of its own after the torn one
+    assert [r["epoch"] for r in run.read_records("metrics.jsonl")] == [1, 1, 3, 2, 5]
+    # resuming after the checkpoint of epoch 3: each epoch once, in order, never by line count
+    assert run.trim_epochs("metrics.jsonl", 3) == [{"epoch": 1, "a": 1}, {"epoch": 2, "a": 4}, {"epoch": 3, "a": 3}]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert run.trim_epochs("genotypes.jsonl", 0) == [] and (tmp_path / "genotypes.jsonl").read_text() == ""
 
 
 # -- training ------------------------------------------------------------------------------------------

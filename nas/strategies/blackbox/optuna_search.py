@@ -482,7 +482,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
         enqueue_once(study, run_id, list(zip(config.get("enqueue", []), config.get("enqueue_params", []))))
-        repair_trial_log(run, study, run_id, objectives)
+        repair_trial_log(run, study, run_id)
         remaining = max(0, trials - done)
         if progress:
             what = f"resuming {run.path}: {done} of {trials} trials done" if resume else f"run folder {run.path}"
@@ -537,7 +537,7 @@ def _directions(study: optuna.Study) -> list[str]:
     return ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
 
 
-def repair_trial_log(run: Run, study: optuna.Study, run_id: str, objectives: Sequence[str]) -> list[int]:
+def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
     """Make ``metrics.jsonl`` hold every finished trial of this run once: drop a line a kill
     tore and repeated trials, and add the trials that finished in the study but were never
     logged (killed between telling the study and logging). Returns the trial numbers added."""

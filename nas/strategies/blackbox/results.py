@@ -26,12 +26,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from nas.genotype import Genotype  # noqa: E402
-from nas.io import atomic_save, atomic_write  # noqa: E402
-from nas.run import Run  # noqa: E402
-from nas.strategies.blackbox.sampling import short_form  # noqa: E402
+from nas.genotype import Genotype
+from nas.io import atomic_save, atomic_write
+from nas.run import Run
+from nas.strategies.blackbox.sampling import short_form
 
 # how history.png draws each status: (colour, marker, legend)
 STATUS_STYLES = {"complete": ("tab:blue", "o", "ran to the end"), "pruned": ("tab:gray", "x", "pruned"),

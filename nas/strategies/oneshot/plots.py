@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from nas.io import atomic_save  # noqa: E402
-from nas.space import SearchSpace  # noqa: E402
+from nas.io import atomic_save
+from nas.space import SearchSpace
 
 
 def edge_labels(space: SearchSpace) -> list[str]:
