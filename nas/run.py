@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from nas.errors import NasError
-from nas.io import atomic_json
+from nas.io import atomic_json, atomic_write
 
 DEFAULT_ROOT = Path(os.environ.get("NAS_RUNS", "runs"))
 
@@ -121,8 +121,7 @@ class Run:
     def log(self, record: dict[str, Any], *, step: int | None = None, prefix: str = "") -> None:
         """Append one record to ``metrics.jsonl`` and its numbers to TensorBoard."""
         record = _jsonable(record)
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.append_record("metrics.jsonl", record)
         if step is not None:
             writer = self.tensorboard()
             for key, value in record.items():
@@ -130,21 +129,51 @@ class Run:
                     writer.add_scalar(f"{prefix}{key}", value, step)
             writer.flush()
 
-    def metrics(self) -> list[dict[str, Any]]:
-        path = self.path / "metrics.jsonl"
+    def append_record(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON line to ``name``. A kill mid-write leaves a torn last line: the next
+        append starts on a line of its own, and :meth:`read_records` skips the torn one."""
+        with open(self.path / name, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write((json.dumps(_jsonable(record)) + "\n").encode())
+
+    def read_records(self, name: str) -> list[dict[str, Any]]:
+        """The records of the JSON-lines file ``name`` (none if it is missing); a line a kill
+        tore (not JSON, or not an object) is skipped."""
+        path = self.path / name
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
-    def truncate_metrics(self, keep: int) -> None:
-        """Keep the first ``keep`` records (used on resume, to drop epochs after the checkpoint)."""
-        self.truncate_records("metrics.jsonl", keep)
+    def write_records(self, name: str, records: list[dict[str, Any]]) -> Path:
+        """Replace the JSON-lines file ``name`` with ``records``, atomically."""
+        return atomic_write(self.path / name, "".join(json.dumps(_jsonable(r)) + "\n" for r in records))
 
-    def truncate_records(self, name: str, keep: int) -> None:
-        """Keep the first ``keep`` lines of the JSON-lines file ``name`` (an empty file if it has none)."""
-        path = self.path / name
-        lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-        path.write_text("".join(line + "\n" for line in lines[:keep]))
+    def metrics(self) -> list[dict[str, Any]]:
+        return self.read_records("metrics.jsonl")
+
+    def trim_epochs(self, name: str, last: int, *, key: str = "epoch") -> list[dict[str, Any]]:
+        """Repair the per-epoch log ``name`` on resume: keep the records of epochs 1..``last``
+        (by their ``key`` field, each epoch once, in order) and drop torn lines and the epochs a
+        killed run logged after its checkpoint. Returns the records kept."""
+        kept: dict[int, dict[str, Any]] = {}
+        for record in self.read_records(name):
+            epoch = record.get(key)
+            if isinstance(epoch, int) and not isinstance(epoch, bool) and 1 <= epoch <= last:
+                kept.setdefault(epoch, record)
+        records = [kept[e] for e in sorted(kept)]
+        self.write_records(name, records)
+        return records
 
     def tensorboard(self):
         if self._writer is None:

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 
 from nas.genotype import Genotype  # noqa: E402
+from nas.io import atomic_save
 from nas.space import SearchSpace, load_space  # noqa: E402
 
 _INPUT_NAMES = {1: ["c_{k-1}"], 2: ["c_{k-2}", "c_{k-1}"]}
@@ -74,6 +75,8 @@ def plot_genotype(genotype: Genotype, path: str | Path, space: SearchSpace | str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # a kill mid-plot leaves the previous PNG
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path

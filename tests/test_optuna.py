@@ -256,6 +256,56 @@ def test_same_seed_same_trials(strategy: str) -> None:
     assert arches(1) != first
 
 
+def _suggest_and_score(trial: optuna.Trial) -> Any:
+    genotype = suggest_genotype(trial, "nb201")
+    values = SyntheticEvaluator().evaluate(genotype)
+    return (values["val_acc"], values["params"]) if len(trial.study.directions) > 1 else values["val_acc"]
+
+
+def _new_study(strategy: str, storage: Any, *, seed: int = 0) -> optuna.Study:
+    multi = strategy == "nsga2"
+    sampler = make_sampler(strategy, "nb201", seed=seed, population=4, sample_size=2, multi_objective=multi)
+    return optuna.create_study(storage=storage, study_name="s", sampler=sampler, load_if_exists=True,
+                               directions=["maximize", "minimize"] if multi else ["maximize"])
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution", "nsga2"])
+def test_a_fresh_sampler_continues_a_study_as_one_process_would(strategy: str) -> None:
+    """What makes a resumed search end as an uninterrupted one: every trial's suggestion is a
+    function of the seed, the finished trials and the trial's index, not of the sampler object's
+    past; a trial interrupted by Ctrl-C (FAIL, ``interrupted``) does not shift the ones after it."""
+    whole = _new_study(strategy, optuna.storages.InMemoryStorage())
+    whole.optimize(_suggest_and_score, n_trials=14)
+
+    storage = optuna.storages.InMemoryStorage()
+    _new_study(strategy, storage).optimize(_suggest_and_score, n_trials=6)
+    cut = _new_study(strategy, storage)  # a new process
+    trial = cut.ask()
+    suggest_genotype(trial, "nb201")
+    trial.set_user_attr("fail_reason", "interrupted (KeyboardInterrupt)")
+    trial.set_user_attr("interrupted", True)
+    cut.tell(trial, state=TrialState.FAIL)
+    _new_study(strategy, storage).optimize(_suggest_and_score, n_trials=8)  # and another one
+    resumed = [t for t in _new_study(strategy, storage).trials if t.state == TrialState.COMPLETE]
+    assert [(t.params, t.values) for t in resumed] == [(t.params, t.values) for t in whole.trials]
+    other = _new_study(strategy, optuna.storages.InMemoryStorage(), seed=1)
+    other.optimize(_suggest_and_score, n_trials=14)
+    assert [t.params for t in other.trials] != [t.params for t in whole.trials]
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution", "nsga2"])
+def test_samplers_pickle_for_ray_tune(strategy: str) -> None:
+    import pickle
+
+    sampler = make_sampler(strategy, "nb201", seed=0, population=4, multi_objective=strategy == "nsga2")
+    study = _new_study(strategy, optuna.storages.InMemoryStorage())
+    study.sampler = sampler
+    study.optimize(_suggest_and_score, n_trials=3)
+    study.sampler = pickle.loads(pickle.dumps(sampler))  # Tune stores its searcher with pickle
+    study.optimize(_suggest_and_score, n_trials=3)
+    assert len(study.trials) == 6
+
+
 def test_multi_objective_search_returns_a_non_dominated_set(tmp_path: Path) -> None:
     result = search_blackbox("nb201", SyntheticEvaluator(), strategy="nsga2", trials=40, out=tmp_path / "run",
                              storage="memory", seed=0, progress=False, population=10)
@@ -365,14 +415,20 @@ def test_a_killed_search_resumes_without_losing_a_trial(tmp_path: Path) -> None:
     finished = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
     assert len(finished) >= 3 and any(t.state == TrialState.RUNNING for t in before)
 
+    running = [t for t in before if t.state == TrialState.RUNNING]
+
     result = search_blackbox("nb201", SyntheticEvaluator(), strategy="random", trials=30, resume=out, progress=False)
     trials = result.study.trials
     assert {t.number: t.params for t in trials if t.number in finished} == finished  # nothing lost
-    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
-    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
-    assert "stopped before the trial finished" in interrupted[0].user_attrs["fail_reason"]
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 30
-    assert not any(t.state == TrialState.RUNNING for t in trials)
+    # the interrupted trial ran again under its own number, with the parameters it had drawn
+    requeued = [t for t in trials if t.user_attrs.get("requeued")]
+    assert [t.number for t in requeued] == [t.number for t in running]
+    assert requeued[0].state == TrialState.COMPLETE
+    assert all(requeued[0].params[k] == v for k, v in running[0].params.items())
+    assert (out / "trials" / f"{requeued[0].number:04d}" / "evaluated").read_text() == f"{os.getpid()}\n"
+    assert len(trials) == 30 and all(t.state == TrialState.COMPLETE for t in trials)
+    logged = [json.loads(line)["trial"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(logged) == list(range(30))
 
 
 def test_two_workers_search_one_sqlite_study_together(tmp_path: Path) -> None:

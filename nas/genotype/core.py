@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import networkx as nx
 
 from nas.errors import NasError
+from nas.io import atomic_write
 from nas.space import SearchSpace, load_space, space_from_record, space_record
 
 Edge = tuple[str, int]
@@ -111,9 +112,7 @@ class Genotype:
         return Genotype.from_dict(data, source)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write(path, self.to_json() + "\n")  # a kill never leaves half a genotype
 
     @staticmethod
     def load(path: str | Path) -> "Genotype":

@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from nas.io import atomic_save
+
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path, *, losses: Sequence[str],
                 metrics: Sequence[str], percent: bool = False, metric_label: str = "validation",
@@ -36,8 +38,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, losses: Sequ
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)  # an interrupted plot never leaves a half-written PNG
+    try:  # a kill mid-plot never leaves a half-written PNG
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return path

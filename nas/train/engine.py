@@ -44,6 +44,7 @@ from nas.checkpoint import (
 from nas.config import from_dict
 from nas.errors import NasError, TrialDiverged
 from nas.export import export
+from nas.faults import kill_point
 from nas.genotype import Genotype, resolve_genotype
 from nas.measure import measure
 from nas.run import Run, resolve_device, seed_everything
@@ -201,12 +202,18 @@ class WriterHook(Hook):
 
     def after_epoch(self, trainer: Trainer) -> None:
         trainer.run_folder.log(trainer.record, step=trainer.epoch)
+        kill_point("train.after_log")
         trainer.records.append(trainer.record)
         trainer.plot_curves()
+        kill_point("train.after_curves")
 
 
 class CheckpointHook(Hook):
-    """``checkpoints/last.pt`` after every epoch, copied to ``best.pt`` when the objective improved."""
+    """``checkpoints/last.pt`` after every epoch, copied to ``best.pt`` when the objective improved.
+
+    ``last.pt`` names the best epoch, and it is written first: a kill before the copy leaves a
+    ``best.pt`` of an earlier epoch, which resume repairs from ``last.pt`` (:func:`repair_best`).
+    """
 
     def after_epoch(self, trainer: Trainer) -> None:
         objective = trainer.adapter.objective
@@ -216,8 +223,34 @@ class CheckpointHook(Hook):
             trainer.best = {objective: value, "epoch": trainer.epoch}
         folder = trainer.run_folder.path / "checkpoints"
         last = save_checkpoint(folder / "last.pt", trainer.state_dict())
+        kill_point("train.after_last")
         if improved:
             copy_checkpoint(last, folder / "best.pt")
+            kill_point("train.after_best")
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds; None when it is missing or unreadable."""
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (NasError, KeyError, TypeError, ValueError):
+        return None
+
+
+def repair_best(run: Path, state: dict[str, Any]) -> None:
+    """Make ``best.pt`` hold the best epoch that ``last.pt`` (``state``) names.
+
+    A kill between writing ``last.pt`` and copying it leaves ``best.pt`` one improvement
+    behind; then the best epoch is the last one, and ``last.pt`` is copied again.
+    """
+    folder = run / "checkpoints"
+    best_epoch, last_epoch = int(state["best"]["epoch"]), int(state["epoch"])
+    if best_epoch < 1 or checkpoint_epoch(folder / "best.pt") == best_epoch:
+        return
+    if best_epoch != last_epoch:
+        raise NasError(f"{folder / 'best.pt'} does not hold epoch {best_epoch}, the best one that "
+                       f"{folder / 'last.pt'} names, and that epoch's weights are gone; start a new run")
+    copy_checkpoint(folder / "last.pt", folder / "best.pt")
 
 
 class ProgressHook(Hook):
@@ -297,8 +330,10 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"], self.loader_generator)
             self.start_epoch, self.best = int(state["epoch"]), dict(state["best"])
-        self.run_folder.truncate_metrics(self.start_epoch)  # drop epochs logged after the checkpoint of a killed run
-        self.records = self.run_folder.metrics()
+        elif run is not None and not (run.path / "model.json").is_file():
+            _write_run_files(run, plan, model)  # killed while the folder was being set up
+        # each epoch once: drop torn lines and the epochs a killed run logged after its checkpoint
+        self.records = self.run_folder.trim_epochs("metrics.jsonl", self.start_epoch)
         self.progress = progress
         self.hooks: list[Hook] = [ScheduleHook(), EvalHook(), WriterHook(), CheckpointHook()]
         if progress:
@@ -413,6 +448,7 @@ class Trainer:
                              spec=self.spec, name=plan.label)
         metrics = {**self.records[-1], f"best_{objective}": self.best[objective], "best_epoch": self.best["epoch"],
                    **final}
+        kill_point("train.before_result")
         run.write_json("result.json", {"metrics": metrics, "exports": {k: str(v) for k, v in exports.items()}})
         if self.progress:
             if "test_acc" in final:
@@ -499,6 +535,13 @@ def _create_run(plan: _Plan, model: nn.Module, out: str | Path | None, transfer:
         "data": plan.data_spec.to_dict(), "seed": plan.config.seed, "train": plan.config.to_dict(),
         "model": spec.to_dict(), "init_from": plan.init_from,
         "transfer": transfer.summary() if transfer else None}, out=out, name=plan.label)
+    _write_run_files(run, plan, model)
+    return run
+
+
+def _write_run_files(run: Run, plan: _Plan, model: nn.Module) -> None:
+    """The genotype, its diagram and ``model.json`` (written last: it marks a complete folder)."""
+    spec = plan.spec
     if spec.genotype is not None:
         spec.genotype.save(run.path / "genotype.json")
         if spec.task == "classification":
@@ -506,7 +549,6 @@ def _create_run(plan: _Plan, model: nn.Module, out: str | Path | None, transfer:
     size = (spec.in_channels, plan.data.image_size, plan.data.image_size)
     run.write_json("model.json", {**measure(model, size, task=spec.task, latency=False),
                                   "description": spec.describe()})
-    return run
 
 
 def _plan_resume(path: Path, genotype: Genotype | str | None, dataset: str | None, config: TrainConfig | None,
@@ -547,6 +589,9 @@ def _plan_resume(path: Path, genotype: Genotype | str | None, dataset: str | Non
         if _config_from_dict(state.get("train", {})).to_dict() != cfg.to_dict():
             raise NasError(f"{last} was trained with other settings than {path / 'config.json'}; "
                            "it cannot be resumed here, start a new run")
+        if not isinstance(state.get("epoch"), int) or not isinstance(state.get("best"), dict):
+            raise NasError(f"{last} is not a checkpoint of `nas train` (no epoch and best record); "
+                           "it cannot be resumed here, start a new run")
     if data_root is not None:
         data = DataSpec(**{**data.to_dict(), "root": str(data_root)})
     loaded = adapter.load_data(data, cfg)
@@ -554,6 +599,8 @@ def _plan_resume(path: Path, genotype: Genotype | str | None, dataset: str | Non
         raise NasError(f"the data of run {path} now has {loaded.num_classes} classes and {loaded.in_channels} "
                        f"channels; the run was started with {spec.num_classes} and {spec.in_channels}")
     plan = _Plan(adapter, spec, cfg, data, loaded, saved.get("label", spec.describe()), saved.get("init_from"))
+    if state is not None:  # everything checked: now the records may be repaired
+        repair_best(run.path, state)
     return run, plan, state
 
 

@@ -139,19 +139,24 @@ def genotype_mutation(space: SearchSpace | str) -> MutateParams:
     """A ``mutate`` for :class:`RegularizedEvolutionSampler` that applies
     :func:`nas.genotype.mutate` (one op, one edge input, one block or one depth) to the
     genotype the parameters describe; the child stays inside ``space``."""
-    space = load_space(space)
+    return GenotypeMutation(load_space(space))
 
-    def mutate_genotype(params: Params, population: Sequence[FrozenTrial], rng: random.Random) -> Params:
-        parent = params_to_genotype(params, space)
-        child = mutate(parent, space, rng)
+
+class GenotypeMutation:
+    """:func:`genotype_mutation` as an object ``pickle`` can store (Ray Tune pickles its searcher)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, params: Params, population: Sequence[FrozenTrial], rng: random.Random) -> Params:
+        parent = params_to_genotype(params, self.space)
+        child = mutate(parent, self.space, rng)
         # a mutation may pick a choice that makes no difference (a single-input node): retry
         for _ in range(10):
             if child != parent:
                 break
-            child = mutate(parent, space, rng)
-        return genotype_to_params(child, space)
-
-    return mutate_genotype
+            child = mutate(parent, self.space, rng)
+        return genotype_to_params(child, self.space)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

@@ -17,8 +17,10 @@ Reusable pieces (the Ray Tune backend builds on them): :func:`make_sampler`,
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -35,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import NasError
 from nas.evaluators.base import Evaluator
+from nas.faults import kill_point
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
@@ -46,6 +49,7 @@ from nas.strategies.blackbox.results import (
     TrialRecord,
     finite,
     headline,
+    pareto_front,
     plain,
     print_best,
     write_results,
@@ -56,6 +60,7 @@ from nas.strategies.blackbox.sampling import (
     short_form,
     suggest_genotype,
 )
+from nas.strategies.blackbox.seeded import TrialSeededSampler, not_evaluated
 from nas.strategies.blackbox.settings import PRUNERS
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
@@ -90,7 +95,9 @@ class BlackboxResult:
 def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed: int | None = None,
                  population: int | None = None, sample_size: int | None = None,
                  multi_objective: bool = False) -> BaseSampler:
-    """The Optuna sampler of a strategy.
+    """The Optuna sampler of a strategy, as a :class:`~nas.strategies.blackbox.seeded.TrialSeededSampler`:
+    each trial's suggestion depends on ``seed``, the study's finished trials and the trial's
+    index only, so a resumed search or a second worker continues as one uninterrupted process would.
 
     random: ``RandomSampler``; tpe: multivariate, grouped ``TPESampler`` (handles the
     conditional block parameters of chain spaces); evolution:
@@ -102,6 +109,18 @@ def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed:
         raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if population is not None and population < 2:
         raise NasError(f"--population must be at least 2, got {population}")
+    if strategy == "evolution" and multi_objective:
+        raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
+                       "for several objectives")
+    make = functools.partial(strategy_sampler, strategy, genotype_mutation(space) if space is not None else None,
+                             population, sample_size)
+    make(seed)  # the settings are checked now, not at the first trial
+    return TrialSeededSampler(make, seed)
+
+
+def strategy_sampler(strategy: str, mutate: Any, population: int | None, sample_size: int | None,
+                     seed: int | None) -> BaseSampler:
+    """One trial's sampler of ``strategy`` (see :func:`make_sampler`)."""
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy == "tpe":
@@ -109,12 +128,9 @@ def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
     if strategy == "evolution":
-        if multi_objective:
-            raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
-                           "for several objectives")
-        return RegularizedEvolutionSampler(
-            population_size=population or 20, sample_size=sample_size or min(5, population or 20),
-            mutate=genotype_mutation(space) if space is not None else None, seed=seed)
+        return RegularizedEvolutionSampler(population_size=population or 20,
+                                           sample_size=sample_size or min(5, population or 20), mutate=mutate,
+                                           seed=seed)
     return optuna.samplers.NSGAIISampler(population_size=population or 20, seed=seed)
 
 
@@ -174,6 +190,7 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
     failed = float("nan") if len(objectives) == 1 else tuple(float("nan") for _ in objectives)
 
     def objective(trial: optuna.Trial) -> Any:
+        kill_point("blackbox.trial_started")  # created, not yet claimed by this worker
         for key, value in (trial_attrs or {}).items():
             trial.set_user_attr(key, value)
         genotype = suggest_genotype(trial, space)
@@ -188,9 +205,12 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} ({objectives[0]} {value:.4g})")
 
+        folder = workdir / f"{trial.number:04d}" if workdir else None
+        if folder is not None and trial.user_attrs.get("requeued") and folder.exists():
+            shutil.rmtree(folder)  # what an interrupted attempt of this trial left: it starts over
+        kill_point("blackbox.trial_running")
         try:
-            metrics = evaluator.evaluate(genotype, report=report,
-                                         workdir=workdir / f"{trial.number:04d}" if workdir else None)
+            metrics = evaluator.evaluate(genotype, report=report, workdir=folder)
         except optuna.TrialPruned:
             raise
         except NasError as exc:
@@ -210,6 +230,7 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
                 raise NasError(f"objective {name!r} is not among the evaluator's metrics "
                                f"({', '.join(sorted(metrics))}); choose --objectives from those")
         trial.set_user_attr("metrics", plain(metrics))
+        kill_point("blackbox.before_tell")
         values = [metrics[name] for name in objectives]
         bad = [name for name, v in zip(objectives, values) if not finite(v)]
         if bad:
@@ -267,59 +288,100 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from ``/proc`` (Linux); None where there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the command name in parentheses may hold spaces
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _process_running(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` runs (not a zombie), and is the one that started at ``started``
+    (a ``/proc`` start time) when given: a pid may be reused by a later process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    stat = _process_stat(pid)
+    if stat is None:
         return True
-    return True
+    state, start = stat
+    return state not in ("Z", "X") and (started is None or start == started)
 
 
-def fail_interrupted_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Mark FAIL the RUNNING trials of processes on this machine that no longer exist (``storage``
-    is the study's: its public API records why on the trial itself).
+def register_worker(study: optuna.Study, run_id: str) -> str:
+    """Record this process in the study (``worker.<host>:<pid>``) before it creates a trial, so
+    a trial it leaves RUNNING before claiming it can be told apart from a live worker's."""
+    worker = _worker_id()
+    stat = _process_stat(os.getpid())
+    study.set_user_attr(f"worker.{worker}", {"run": run_id, "started": stat[1] if stat else None,
+                                             "time": time.time()})
+    return worker
 
-    Trials of other machines are failed by Optuna once their heartbeat is older than
-    ``HEARTBEAT_GRACE_S``. Returns the numbers of the trials failed here.
+
+def _stopped(worker: str, workers: dict[str, Any]) -> bool:
+    """Whether ``worker`` (``host:pid``) is a process of this machine that no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or worker == _worker_id():
+        return False
+    info = workers.get(worker)
+    return not _process_running(int(pid), info.get("started") if isinstance(info, dict) else None)
+
+
+def requeue_interrupted_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Put back in the queue (WAITING) the RUNNING trials of processes on this machine that no
+    longer exist, so that the next worker re-runs each under its own number, with the same
+    parameters (an enqueued trial keeps its fixed ones; a sampled one draws them again with its
+    own seed, see :mod:`nas.strategies.blackbox.seeded`): a killed search then ends as an
+    uninterrupted one would. ``storage`` is the study's; returns the numbers requeued.
+
+    A trial not yet claimed (no ``worker`` attribute: killed right after Optuna created it) is
+    requeued when every other worker registered in the study on this machine has stopped and
+    none ran elsewhere. Trials of other machines are failed by Optuna once their heartbeat is
+    older than ``HEARTBEAT_GRACE_S``.
     """
-    host = socket.gethostname()
-    failed = []
+    workers = {key.removeprefix("worker."): value for key, value in study.user_attrs.items()
+               if key.startswith("worker.")}
+    me = _worker_id()
+    unclaimed_are_stopped = all(_stopped(w, workers) for w in workers if w != me)
+    requeued = []
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", ""))
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+        worker = trial.user_attrs.get("worker")
+        if not (_stopped(str(worker), workers) if worker is not None else unclaimed_are_stopped):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason",
-                                        f"interrupted: process {pid} stopped before the trial finished")
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "requeued", int(trial.user_attrs.get("requeued", 0)) + 1)
+            storage.set_trial_state_values(trial_id, TrialState.WAITING)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
-        if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state == TrialState.FAIL:
-            failed.append(trial.number)
-    return failed
+        requeued.append(trial.number)
+    return requeued
 
 
-def _worker_rank(study: optuna.Study, run_id: str) -> int:
-    """0 for the first run that searched this study, 1 for the second, ...: registers the run."""
-    key = f"run.{run_id}"
-    if key not in study.user_attrs:
-        study.set_user_attr(key, time.time())
-    runs = sorted((v, k) for k, v in study.user_attrs.items() if k.startswith("run."))
-    return [k for _, k in runs].index(key)
+def enqueue_once(study: optuna.Study, run_id: str, enqueue: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Enqueue ``(label, params)`` pairs once per run, also when a kill stopped the first try midway."""
+    key = f"enqueued.{run_id}"
+    if study.user_attrs.get(key):
+        return
+    for label, params in enqueue:
+        study.enqueue_trial(params, user_attrs={"enqueued": label}, skip_if_exists=True)
+    study.set_user_attr(key, True)
 
 
 def counted_trials(study: optuna.Study, run_id: str | None = None) -> list[FrozenTrial]:
     """Trials that used up budget: complete, pruned, or failed in evaluation (not interrupted)."""
     done = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+    for t in study.get_trials(deepcopy=False, states=_FINISHED):
         if run_id is not None and t.user_attrs.get("run") != run_id:
             continue
-        if t.state == TrialState.FAIL and ("fail_reason" not in t.user_attrs or t.user_attrs.get("interrupted")):
+        if not_evaluated(t):
             continue
         done.append(t)
     return done
@@ -380,6 +442,10 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                            "only); drop --pruner or use one objective")
         run_id = uuid.uuid4().hex
         study_name = study_name or f"{strategy}-{space.name}"
+        queued = []
+        for item in enqueue:  # checked before the run folder is created
+            genotype = item if isinstance(item, Genotype) else resolve_genotype(str(item))
+            queued.append((item if isinstance(item, str) else short_form(genotype), genotype_to_params(genotype, space)))
         config = {"backend": "optuna", "strategy": strategy, "space": space.name,
                   "space_definition": space.to_dict(),
                   "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
@@ -387,7 +453,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                   "objectives": list(objectives), "directions": objective_directions(objectives, evaluator),
                   "trials": trials, "seed": seed, "storage": storage, "study_name": study_name,
                   "pruner": pruner, "sampler": dict(sampler_kw),
-                  "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue], "run_id": run_id}
+                  "enqueue": [label for label, _ in queued], "enqueue_params": [params for _, params in queued],
+                  "run_id": run_id}
         run = Run.create(strategy, config, out=out, name=space.name)
     objectives = list(objectives)
     directions = objective_directions(objectives, evaluator)
@@ -405,27 +472,25 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                                       else optuna.study.StudyDirection.MINIMIZE for d in directions]:
             raise NasError(f"study {study_name!r} in {url} optimises other objectives; "
                            "pass another --study-name")
-        interrupted = fail_interrupted_trials(probe, study_storage)
+        interrupted = requeue_interrupted_trials(probe, study_storage)
+        register_worker(probe, run_id)
         done = len(counted_trials(probe, run_id))
-        # a resumed run or a second worker must not replay the random stream of the first
-        sampler_seed = seed + done + 1_000_003 * _worker_rank(probe, run_id)
-        sampler = make_sampler(strategy, space, seed=sampler_seed, multi_objective=multi,
+        # every trial seeds its own sampler (seed, trial index): a resumed run or a second worker
+        # continues the search instead of replaying or forking the random stream of the first
+        sampler = make_sampler(strategy, space, seed=seed, multi_objective=multi,
                                population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
-        if resume is None:
-            for item in enqueue:
-                genotype = item if isinstance(item, Genotype) else resolve_genotype(str(item))
-                study.enqueue_trial(genotype_to_params(genotype, space),
-                                    user_attrs={"enqueued": item if isinstance(item, str) else short_form(genotype)},
-                                    skip_if_exists=True)
+        enqueue_once(study, run_id, list(zip(config.get("enqueue", []), config.get("enqueue_params", []))))
+        repair_trial_log(run, study, run_id)
         remaining = max(0, trials - done)
         if progress:
             what = f"resuming {run.path}: {done} of {trials} trials done" if resume else f"run folder {run.path}"
             goals = ", ".join(f"{d} {o}" for o, d in zip(objectives, directions))
             print(f"{what}; study {study_name!r} in {url}; {strategy} on {space.name}: {goals}")
             if interrupted:
-                print(f"trials {', '.join(map(str, interrupted))} were left running by a stopped process: marked FAIL")
+                print(f"trials {', '.join(map(str, interrupted))} were left running by a stopped process: "
+                      "they run again")
         objective = make_objective(space, evaluator, objectives, workdir=run.path / "trials",
                                    trial_attrs={"run": run_id, "worker": _worker_id()})
         logger = _TrialLogger(run, objectives, directions, progress=progress)
@@ -445,6 +510,54 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     return result
 
 
+def trial_log_record(trial: FrozenTrial, complete: Sequence[FrozenTrial], directions: Sequence[str]) -> dict[str, Any]:
+    """The ``metrics.jsonl`` record of a finished trial; ``complete`` are the study's complete
+    trials, of which those up to this trial's number give the best so far (one objective) or
+    the size of the Pareto front (several)."""
+    metrics = trial.user_attrs.get("metrics", {})
+    record: dict[str, Any] = {"trial": trial.number, "state": trial.state.name,
+                              "genotype": trial.user_attrs.get("short", "")}
+    record.update({k: v for k, v in metrics.items() if k not in record})
+    if trial.state == TrialState.PRUNED:
+        record["pruned_at_epoch"] = trial.last_step
+    if "fail_reason" in trial.user_attrs:
+        record["fail_reason"] = trial.user_attrs["fail_reason"]
+    if trial.duration is not None:
+        record["seconds"] = round(trial.duration.total_seconds(), 3)
+    earlier = [t for t in complete if t.number <= trial.number and t.values is not None]
+    if earlier and len(directions) == 1:
+        pick = max if directions[0] == "maximize" else min
+        record["best_so_far"] = pick(t.values[0] for t in earlier)
+    elif earlier:
+        record["pareto_size"] = len(pareto_front([t.values for t in earlier], directions))
+    return record
+
+
+def _directions(study: optuna.Study) -> list[str]:
+    return ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
+
+
+def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
+    """Make ``metrics.jsonl`` hold every finished trial of this run once: drop a line a kill
+    tore and repeated trials, and add the trials that finished in the study but were never
+    logged (killed between telling the study and logging). Returns the trial numbers added."""
+    path = run.path / "metrics.jsonl"
+    text = path.read_bytes() if path.exists() else b""
+    kept: dict[int, dict[str, Any]] = {}
+    for record in run.read_records("metrics.jsonl"):
+        if isinstance(record.get("trial"), int):
+            kept.setdefault(record["trial"], record)
+    missing = [t for t in counted_trials(study, run_id) if t.number not in kept]
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not missing and len(kept) == len(lines) and (not text or text.endswith(b"\n")):
+        return []  # nothing torn, repeated or missing
+    run.write_records("metrics.jsonl", list(kept.values()))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in sorted(missing, key=lambda t: t.number):
+        run.log(trial_log_record(trial, complete, _directions(study)), step=trial.number)
+    return [t.number for t in missing]
+
+
 class _TrialLogger:
     """Optuna callback: one ``metrics.jsonl`` record and one printed line per finished trial."""
 
@@ -455,33 +568,22 @@ class _TrialLogger:
         self.progress = progress
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        metrics = trial.user_attrs.get("metrics", {})
-        record: dict[str, Any] = {"trial": trial.number, "state": trial.state.name,
-                                  "genotype": trial.user_attrs.get("short", "")}
-        record.update({k: v for k, v in metrics.items() if k not in record})
-        if trial.state == TrialState.PRUNED:
-            record["pruned_at_epoch"] = trial.last_step
-        if "fail_reason" in trial.user_attrs:
-            record["fail_reason"] = trial.user_attrs["fail_reason"]
-        if trial.duration is not None:
-            record["seconds"] = round(trial.duration.total_seconds(), 3)
+        kill_point("blackbox.after_tell")
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        record = trial_log_record(trial, complete, self.directions)
         best_text = ""
         if len(self.objectives) == 1:
-            try:
-                best = study.best_trial
-            except ValueError:
-                best = None
+            best = study.best_trial if complete else None
             if best is not None:
-                record["best_so_far"] = best.value
                 best_text = f"best {self.objectives[0]} {best.value:.4g} (trial {best.number})"
                 if trial.number == best.number:
                     self.run.write_json("genotype.json", best.user_attrs.get("genotype"))
         else:
-            front = study.best_trials
-            record["pareto_size"] = len(front)
-            best_text = f"pareto front {len(front)}"
+            best_text = f"pareto front {len(study.best_trials)}"
         self.run.log(record, step=trial.number)
+        kill_point("blackbox.after_log")
         if self.progress:
+            metrics = trial.user_attrs.get("metrics", {})
             shown = headline(metrics, self.objectives)
             if trial.state == TrialState.COMPLETE:
                 status = shown
@@ -496,9 +598,8 @@ class _TrialLogger:
 def write_outputs(run: Run, study: optuna.Study, space: SearchSpace,
                   objectives: Sequence[str]) -> BlackboxResult:
     """Write trials.csv, the best genotype / Pareto set and the plots of ``study`` into ``run``."""
-    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
     outcome = write_results(run, [_record(t, space) for t in study.get_trials(deepcopy=False, states=_FINISHED)],
-                            objectives, directions)
+                            objectives, _directions(study))
     return BlackboxResult(run.path, study, outcome.genotype, outcome.metrics, outcome.pareto)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,7 @@ from nas.evaluators.base import Evaluator
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
-from nas.strategies.blackbox.evolution import (
-    RegularizedEvolutionSampler,
-    genotype_mutation,
-)
+from nas.strategies.blackbox.evolution import GenotypeMutation  # noqa: F401  (experiments pickled it from here)
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
     load_space_definition,
@@ -112,16 +108,6 @@ class GenotypeSpace:
 
     def __call__(self, trial: Any) -> None:
         suggest_genotype(trial, self.space)  # the suggestions become the trial's config
-
-
-class GenotypeMutation:
-    """:func:`~nas.strategies.blackbox.evolution.genotype_mutation` in a form ``pickle`` can store."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
-
-    def __call__(self, params: dict[str, Any], population: Sequence[Any], rng: random.Random) -> dict[str, Any]:
-        return genotype_mutation(self.space)(params, population, rng)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -364,13 +350,10 @@ def _new_tuner(trainable: Any, run: Run, space: SearchSpace, config: dict[str, A
     else:
         from ray.tune.search.optuna import OptunaSearch
 
+        # per-trial seeds (seed, trial index): a restored searcher continues as an uninterrupted one
         sampler = make_sampler(config["strategy"], space, seed=config["seed"], multi_objective=multi,
                                population=config["sampler"]["population"],
                                sample_size=config["sampler"]["sample_size"])
-        if isinstance(sampler, RegularizedEvolutionSampler):
-            sampler = RegularizedEvolutionSampler(population_size=sampler.population_size,
-                                                  sample_size=sampler.sample_size,
-                                                  mutate=GenotypeMutation(space), seed=config["seed"])
         previous = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not the note that a study was created
         try:
@@ -455,10 +438,15 @@ def write_outputs(run: Run, grid: Any, space: SearchSpace, config: dict[str, Any
     records = trial_records(grid, space)
     outcome = write_results(run, records, objectives, config["directions"])
     rows = table_rows(records, objectives)
-    run.truncate_metrics(0)  # rewritten whole: a resumed search lists every trial once
-    for row in rows:
-        run.log({k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")},
-                step=int(row["trial"]))
+    logged = [{k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")}
+              for row in rows]
+    run.write_records("metrics.jsonl", logged)  # rewritten whole, atomically: every trial once
+    writer = run.tensorboard()
+    for row in logged:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "trial":
+                writer.add_scalar(key, value, int(row["trial"]))
+    writer.flush()
     return RaySearchResult(run.path, outcome.genotype, outcome.metrics, outcome.pareto, trials=pd.DataFrame(rows))
 
 

@@ -16,6 +16,7 @@ Each backend turns its trials (Optuna's study, Ray Tune's result grid) into
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -25,11 +26,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from nas.genotype import Genotype  # noqa: E402
-from nas.run import Run  # noqa: E402
-from nas.strategies.blackbox.sampling import short_form  # noqa: E402
+from nas.genotype import Genotype
+from nas.io import atomic_save, atomic_write
+from nas.run import Run
+from nas.strategies.blackbox.sampling import short_form
 
 # how history.png draws each status: (colour, marker, legend)
 STATUS_STYLES = {"complete": ("tab:blue", "o", "ran to the end"), "pruned": ("tab:gray", "x", "pruned"),
@@ -111,10 +113,11 @@ def write_results(run: Run, records: Sequence[TrialRecord], objectives: Sequence
     if not rows:
         return Outcome()
     names = list(dict.fromkeys(key for row in rows for key in row))
-    with open(run.path / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=names)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=names)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(run.path / "trials.csv", table.getvalue())
     done = [r for r in records if r.status == "complete" and r.genotype is not None
             and all(finite(r.metrics.get(name)) for name in objectives)]
     _plot_history(run, records, objectives[0], directions[0])
@@ -188,8 +191,7 @@ def _plot_history(run: Run, records: Sequence[TrialRecord], objective: str, dire
     ax.set_title(f"{objective} per trial ({'higher' if direction == 'maximize' else 'lower'} is better)")
     if ax.has_data():
         ax.legend(loc="best", fontsize=8)
-    fig.savefig(run.path / "history.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, run.path / "history.png")
 
 
 def _plot_pareto(run: Run, done: Sequence[TrialRecord], front: Sequence[TrialRecord],
@@ -204,5 +206,11 @@ def _plot_pareto(run: Run, done: Sequence[TrialRecord], front: Sequence[TrialRec
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.legend(loc="best", fontsize=8)
-    fig.savefig(run.path / "pareto.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, run.path / "pareto.png")
+
+
+def _save(fig: Any, path: Any) -> None:
+    try:  # a kill mid-plot leaves the previous PNG
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)

@@ -23,7 +23,6 @@ Run folder::
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -41,6 +40,7 @@ from nas.checkpoint import rng_state, save_checkpoint, set_rng_state
 from nas.config import check, from_dict, to_dict
 from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
+from nas.faults import kill_point
 from nas.genotype import Genotype
 from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
@@ -183,20 +183,9 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
     start_epoch, stopped_early = 0, False
     history: list[dict[str, np.ndarray]] = []
     if checkpoint_path.exists():
-        try:
-            state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
-            model.load_state_dict(state["model"])
-            w_optimizer.load_state_dict(state["w_optimizer"])
-            architect.optimizer.load_state_dict(state["arch_optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
-            start_epoch, stopped_early = int(state["epoch"]), bool(state["stopped_early"])
-            history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
-        except Exception as exc:  # torch raises many types for a damaged, foreign or mismatched file
-            raise NasError(f"{checkpoint_path} is not a checkpoint of this DARTS search ({type(exc).__name__}); "
-                           "it may be damaged or from another run: start a new search") from None
-        run.truncate_metrics(start_epoch)
-        run.truncate_records("genotypes.jsonl", start_epoch)
+        state = load_search_checkpoint(checkpoint_path, dev)
+        start_epoch, stopped_early, history = _restore(checkpoint_path, state, model, w_optimizer,
+                                                       architect.optimizer, scheduler)
         if progress:
             tqdm.write(f"resuming {run.path} after epoch {start_epoch}/{config.epochs}")
     elif progress:
@@ -204,6 +193,9 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                    f"images, {info.image_size}px): {config.epochs} epochs x {steps} steps, "
                    f"{sum(p.numel() for p in model.weight_parameters()):,} supernet weights, order {config.order}, "
                    f"collapse remedy {config.collapse_remedy}, device {dev}; run folder {run.path}")
+    # each epoch once, by its epoch field: a killed search may have logged epochs after its checkpoint
+    run.trim_epochs("metrics.jsonl", start_epoch)
+    run.trim_epochs("genotypes.jsonl", start_epoch)
 
     genotype = None
     metrics: dict[str, Any] = {}
@@ -249,9 +241,9 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
             "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
             "edge_weights": edge_weights})
-        with open(run.path / "genotypes.jsonl", "a") as f:
-            f.write(json.dumps({"epoch": epoch, "genotype": genotype.to_dict(),
-                                "short": short_genotype(genotype)}) + "\n")
+        run.append_record("genotypes.jsonl", {"epoch": epoch, "genotype": genotype.to_dict(),
+                                              "short": short_genotype(genotype)})
+        kill_point("darts.after_genotype")
         skips = count_ops(genotype, "skip_connect")
         if config.collapse_remedy == "early-stop" and arch_steps and skips >= config.max_skips:
             stopped_early = True
@@ -261,11 +253,13 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         run.log(metrics, step=epoch)
+        kill_point("darts.after_log")
         save_checkpoint(run.path / "checkpoints" / "last.pt", {
             "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
             "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
             "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history]})
+        kill_point("darts.after_checkpoint")
         if progress:
             tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
                        f"{metrics['train_acc']:.1%}  val loss {metrics['val_loss']:.3f} acc {metrics['val_acc']:.1%}  "
@@ -277,6 +271,41 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             report(epoch, metrics)
 
     return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots)
+
+
+CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
+
+
+def load_search_checkpoint(path: Path, dev: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a DARTS search checkpoint; a damaged file or another program's is a one-line :class:`NasError`."""
+    try:
+        state = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged: "
+                       "start a new search") from None
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        what = "a `nas train` checkpoint" if isinstance(state, dict) and "spec" in state else "another kind of file"
+        raise NasError(f"{path} is {what}, not a DARTS search checkpoint; resume a folder made by "
+                       "`nas search --strategy darts`, or start a new search")
+    return state
+
+
+def _restore(path: Path, state: dict[str, Any], model: Supernet, w_optimizer: torch.optim.Optimizer,
+             arch_optimizer: torch.optim.Optimizer, scheduler: Any) -> tuple[int, bool, list[dict[str, np.ndarray]]]:
+    """Load ``state`` into the search's objects: ``(epoch, stopped early, weight history)``; a
+    checkpoint of another supernet is a :class:`NasError`."""
+    try:
+        model.load_state_dict(state["model"])
+        w_optimizer.load_state_dict(state["w_optimizer"])
+        arch_optimizer.load_state_dict(state["arch_optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        history = [{k: v.numpy() for k, v in h.items()} for h in state["history"]]
+        return int(state["epoch"]), bool(state["stopped_early"]), history
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        # load_state_dict lists every mismatched tensor (thousands of characters): one line instead
+        raise NasError(f"{path} is a checkpoint of another DARTS search (another space or size: "
+                       f"{type(exc).__name__}); start a new search") from None
 
 
 class StepResult(NamedTuple):
@@ -358,6 +387,7 @@ def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | 
         if history:
             plot_alpha_history(history, space, run.path / "alpha_history.png")
     metrics = run.metrics()
+    kill_point("darts.before_result")
     run.write_json("result.json", {"genotype": genotype.to_dict(), "short": short_genotype(genotype),
                                    "epochs": epochs, "stopped_early": stopped_early,
                                    "final": metrics[-1] if metrics else {}})
