@@ -164,6 +164,26 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, finished):
     assert folder_hash(run) == before
 
 
+@pytest.mark.parametrize("damage", ["no optimizer", "weights of another shape"])
+def test_a_damaged_but_loadable_checkpoint_is_refused_in_one_line(tmp_path, capsys, finished, damage):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished.run, run)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    if damage == "no optimizer":
+        del state["optimizer"]
+    else:
+        name = next(k for k, v in state["model"].items() if v.ndim == 4)
+        state["model"][name] = torch.zeros(1, 1, 1, 1)
+    torch.save(state, run / "checkpoints" / "last.pt")
+    before = folder_hash(run)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "last.pt" in err and "Traceback" not in err, err
+    assert folder_hash(run) == before
+
+
 def test_bad_inputs_change_nothing(tmp_path, capsys, finished):
     def fails(argv: list[str], message: str) -> None:
         assert main(argv) == 2

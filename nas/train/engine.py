@@ -323,13 +323,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best = 0, {self.adapter.objective: -1.0, "epoch": 0}
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"], self.loader_generator)
-            self.start_epoch, self.best = int(state["epoch"]), dict(state["best"])
+            self._restore(state, self.run_folder.path / "checkpoints" / "last.pt")
         elif run is not None and not (run.path / "model.json").is_file():
             _write_run_files(run, plan, model)  # killed while the folder was being set up
         # each epoch once: drop torn lines and the epochs a killed run logged after its checkpoint
@@ -346,6 +340,23 @@ class Trainer:
         self.sums: dict[str, torch.Tensor] = {}
         self.seen = 0
         self.epoch_started = 0.0
+
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load a resumed run's weights, optimizer, schedule and random state from ``state`` (``path``)."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"], self.loader_generator)
+            self.start_epoch, self.best = int(state["epoch"]), dict(state["best"])
+        except KeyError as exc:
+            raise NasError(f"{path} lacks its {exc.args[0]!r} entry, so the run cannot continue from it; "
+                           "start a new run") from None
+        except (RuntimeError, ValueError, TypeError, IndexError):  # weights or states that do not fit
+            raise NasError(f"{path} holds weights or optimizer state that do not fit this run's network; "
+                           "the file is damaged or from another run; start a new run") from None
 
     def _loader(self, dataset: Any) -> DataLoader:
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False, collate_fn=self.adapter.collate,
