@@ -30,6 +30,7 @@ from nas.builders.heads import HEADS
 from nas.builders.networks import BACKBONES
 from nas.builders.spec import ModelSpec
 from nas.errors import NasError
+from nas.io import atomic_save, atomic_write
 from nas.ops import get_op
 
 SOURCE_FILE, SAFETENSORS_FILE, STATE_DICT_FILE = "model.py", "model.safetensors", "model_state_dict.pt"
@@ -274,18 +275,14 @@ def _docstring(spec: ModelSpec, *, title: str, input_size: int | None, vision: b
 
 def write_source(spec: ModelSpec, state_dict: dict[str, torch.Tensor], out_dir: Path, *, title: str = "",
                  input_size: int | None = None) -> list[Path]:
-    """Write ``model.py``, ``model.safetensors`` and ``model_state_dict.pt``; returns their paths."""
-    from safetensors.torch import save_file
+    """Write ``model.py``, ``model.safetensors`` and ``model_state_dict.pt`` (each atomically); returns their paths."""
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     files = [out_dir / SOURCE_FILE, out_dir / SAFETENSORS_FILE, out_dir / STATE_DICT_FILE]
-    tmp = [f.with_name(f.name + ".tmp") for f in files]
-    tmp[0].write_text(source_text(spec, title=title, input_size=input_size))
-    save_file(state, str(tmp[1]), metadata={"format": "pt"})
-    tmp[1].chmod(tmp[0].stat().st_mode)  # safetensors creates its file private (0600); the others follow the umask
-    torch.save(state, tmp[2])
-    for t, f in zip(tmp, files):
-        t.replace(f)
+    atomic_write(files[0], source_text(spec, title=title, input_size=input_size))
+    atomic_write(files[1], save(state, metadata={"format": "pt"}))
+    atomic_save(files[2], lambda f: torch.save(state, f))
     return files
 
 
