@@ -56,7 +56,7 @@ from nas.strategies.blackbox.sampling import (
     short_form,
     suggest_genotype,
 )
-from nas.strategies.blackbox.settings import PRUNERS
+from nas.strategies.blackbox.settings import DEFAULT_POPULATION, PRUNERS
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
 # metrics a multi-objective search minimises; every other objective is maximised
@@ -108,14 +108,17 @@ def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    population = DEFAULT_POPULATION if population is None else population
     if strategy == "evolution":
         if multi_objective:
             raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
+        if sample_size is not None and not 1 <= sample_size <= population:
+            raise NasError(f"--sample-size must be between 1 and the population ({population}), got {sample_size}")
         return RegularizedEvolutionSampler(
-            population_size=population or 20, sample_size=sample_size or min(5, population or 20),
+            population_size=population, sample_size=min(5, population) if sample_size is None else sample_size,
             mutate=genotype_mutation(space) if space is not None else None, seed=seed)
-    return optuna.samplers.NSGAIISampler(population_size=population or 20, seed=seed)
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
 
 
 def make_pruner(name: str, *, max_resource: int | None = None) -> optuna.pruners.BasePruner:
@@ -378,6 +381,13 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         if pruner != "none" and len(objectives) > 1:
             raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
                            "only); drop --pruner or use one objective")
+        # every setting is checked before the run folder exists: the sampler's, the enqueued
+        # genotypes (in this space) and a storage of the user's own
+        make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1,
+                     population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        enqueue = list(enqueue)
+        enqueued = [_enqueued(item, space) for item in enqueue]
+        study_storage = open_storage(storage) if storage is not None else None
         run_id = uuid.uuid4().hex
         study_name = study_name or f"{strategy}-{space.name}"
         config = {"backend": "optuna", "strategy": strategy, "space": space.name,
@@ -398,7 +408,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     previous_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial comes from us
     try:
-        study_storage = open_storage(url)
+        study_storage = open_storage(url) if resume is not None or storage is None else study_storage
         probe = optuna.create_study(storage=study_storage, study_name=study_name, directions=directions,
                                     load_if_exists=True)
         if list(probe.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
@@ -414,11 +424,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
         if resume is None:
-            for item in enqueue:
-                genotype = item if isinstance(item, Genotype) else resolve_genotype(str(item))
-                study.enqueue_trial(genotype_to_params(genotype, space),
-                                    user_attrs={"enqueued": item if isinstance(item, str) else short_form(genotype)},
-                                    skip_if_exists=True)
+            for label, params in enqueued:
+                study.enqueue_trial(params, user_attrs={"enqueued": label}, skip_if_exists=True)
         remaining = max(0, trials - done)
         if progress:
             what = f"resuming {run.path}: {done} of {trials} trials done" if resume else f"run folder {run.path}"
@@ -443,6 +450,16 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     if progress:
         _print_summary(result, objectives)
     return result
+
+
+def _enqueued(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[str, Any]]:
+    """``(label, trial parameters)`` of a genotype to evaluate first, checked against ``space``."""
+    label = item if isinstance(item, str) else short_form(item)
+    try:
+        genotype = item if isinstance(item, Genotype) else resolve_genotype(item)
+        return label, genotype_to_params(genotype, space)
+    except NasError as exc:
+        raise NasError(f"--enqueue {label}: {exc}") from None
 
 
 class _TrialLogger:
