@@ -79,42 +79,51 @@ def _describe_range(meta: dict[str, Any]) -> str:
 
 
 def check_value(cls: type, name: str, value: Any) -> None:
-    """Raise :class:`NasError` unless ``value`` fits field ``name`` of ``cls`` (type and range)."""
+    """Raise :class:`NasError` unless ``value`` fits field ``name`` of ``cls`` (type, finiteness,
+    range, choices)."""
     f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
     if f is None:
         raise NasError(f"unknown setting {name!r}; known: {', '.join(x.name for x in dataclasses.fields(cls))}")
     base, optional = field_type(cls, name)
-    meta = f.metadata
+    _check_typed(name, base, optional, f.metadata, value)
+
+
+def _check_typed(name: str, base: type, optional: bool, meta: Any, value: Any) -> None:
+    """The checks of :func:`check_value` for a value of type ``base`` with ``setting`` metadata
+    ``meta``; ``name`` leads the message (none: the message starts with what is wrong)."""
+    lead = f"{name} " if name else ""
     if value is None:
         if not optional:
-            raise NasError(f"{name} must be set, got None")
+            raise NasError(f"{lead}must be set, got None")
         return
     if base is bool:
-        if not isinstance(value, bool):
-            raise NasError(f"{name} must be true or false, got {value!r}")
+        if not isinstance(value, bool):  # 1 and 0 are numbers, not switches
+            raise NasError(f"{lead}must be true or false, got {value!r}")
         return
     if base in (int, float):
+        # a bool is an int to Python, never a count or a rate here; an integer field takes no 2.0
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (base is int and not isinstance(value, int)):
-            raise NasError(f"{name} must be {'an integer' if base is int else 'a number'}, got {value!r}")
+            raise NasError(f"{lead}must be {'an integer' if base is int else 'a number'}, got {value!r}")
         if not math.isfinite(value):
-            raise NasError(f"{name} must be a finite number, got {value!r}")
+            raise NasError(f"{lead}must be a finite number, got {value!r}")
         low, high = meta.get("min"), meta.get("max")
         bad = ((low is not None and (value < low or (meta.get("min_open") and value == low)))
                or (high is not None and (value > high or (meta.get("max_open") and value == high))))
         if bad:
-            raise NasError(f"{name} must be {_describe_range(dict(meta))}, got {value}")
+            raise NasError(f"{lead}must be {_describe_range(dict(meta))}, got {value}")
     elif base is str:
         if not isinstance(value, str):
-            raise NasError(f"{name} must be a string, got {value!r}")
+            raise NasError(f"{lead}must be a string, got {value!r}")
     elif base is tuple:
         if not isinstance(value, tuple):
-            raise NasError(f"{name} must be a list, got {value!r}")
+            raise NasError(f"{lead}must be a list, got {value!r}")
     choices = meta.get("choices")
     if choices is not None:
         items = value if base is tuple else (value,)
         wrong = [v for v in items if v not in choices]
         if wrong:
-            raise NasError(f"{name}: {', '.join(map(repr, wrong))} is not one of {', '.join(map(str, choices))}")
+            raise NasError(f"{name + ': ' if name else ''}{', '.join(map(repr, wrong))} is not one of "
+                           f"{', '.join(map(str, choices))}")
 
 
 def check(obj: Any) -> Any:
@@ -153,40 +162,61 @@ def from_dict(cls: type, data: Any, what: str = "settings") -> Any:
     return check(cls(**values))
 
 
-def parse_value(cls: type, name: str, text: str) -> Any:
+def parse_value(cls: type, name: str, text: str, *, label: str | None = None) -> Any:
     """The typed value of field ``name`` from command-line ``text`` (``none`` unsets an optional
     field; a tuple field takes comma-separated items, or ``all`` / ``none`` where it lists its
-    choices); checked by :func:`check_value`."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    if name not in names:
-        raise NasError(f"unknown setting {name!r}; known: {', '.join(sorted(names))}")
+    choices); checked by :func:`check_value`. ``label`` leads an error message instead of the
+    field's name (``""``: none, for a message that the caller prefixes with the option)."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise NasError(f"unknown setting {name!r}; known: {', '.join(sorted(x.name for x in dataclasses.fields(cls)))}")
     base, optional = field_type(cls, name)
+    label = name if label is None else label
+    value = _parse_text(label, base, optional, f.metadata.get("choices"), text)
+    _check_typed(label, base, optional, f.metadata, value)
+    return value
+
+
+def parse_number(text: str, kind: type, *, name: str = "", min: float | None = None, max: float | None = None,
+                 min_open: bool = False, max_open: bool = False) -> Any:
+    """``text`` as an ``int`` or ``float``, checked as a :func:`setting` field with these bounds
+    would be (type, finiteness, range): the checks of a value that has no settings dataclass,
+    such as a command-line option of its own.
+
+    >>> parse_number("0", int, min=1)
+    Traceback (most recent call last):
+    ...
+    nas.errors.NasError: must be at least 1, got 0
+    """
+    meta = {"min": min, "max": max, "min_open": min_open, "max_open": max_open, "choices": None}
+    value = _parse_text(name, kind, False, None, text)
+    _check_typed(name, kind, False, meta, value)
+    return value
+
+
+def _parse_text(name: str, base: type, optional: bool, choices: tuple[Any, ...] | None, text: str) -> Any:
+    lead = f"{name} " if name else ""
     text = text.strip()
     if optional and text.lower() in ("none", "null", ""):
-        value: Any = None
-    elif base is bool:
+        return None
+    if base is bool:
         lowered = text.lower()
         if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-            raise NasError(f"{name} takes true or false, got {text!r}")
-        value = lowered in ("true", "1", "yes", "on")
-    elif base is int:
+            raise NasError(f"{lead}takes true or false, got {text!r}")
+        return lowered in ("true", "1", "yes", "on")
+    if base is int:
         try:
-            value = int(text)
+            return int(text)
         except ValueError:
-            raise NasError(f"{name} takes an integer, got {text!r}") from None
-    elif base is float:
+            raise NasError(f"{lead}takes an integer, got {text!r}") from None
+    if base is float:
         try:
-            value = float(text)
+            return float(text)
         except ValueError:
-            raise NasError(f"{name} takes a number, got {text!r}") from None
-    elif base is tuple:
-        choices = next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("choices")
+            raise NasError(f"{lead}takes a number, got {text!r}") from None
+    if base is tuple:
         # every allowed item, or none of them (unless the field's own choices give the word a meaning)
         if choices is not None and text.lower() in ("all", "none") and text.lower() not in choices:
-            value = tuple(choices) if text.lower() == "all" else ()
-        else:
-            value = tuple(item.strip() for item in text.split(",") if item.strip())
-    else:
-        value = text
-    check_value(cls, name, value)
-    return value
+            return tuple(choices) if text.lower() == "all" else ()
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    return text

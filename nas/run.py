@@ -6,12 +6,15 @@ events under ``tensorboard/``, checkpoints under ``checkpoints/``, genotypes, pl
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import json
 import os
 import platform
 import random
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,108 @@ from nas.errors import NasError
 from nas.io import atomic_json, atomic_write
 
 DEFAULT_ROOT = Path(os.environ.get("NAS_RUNS", "runs"))
+# what a new run replaces when it is created in the folder of an earlier one (``--overwrite``):
+# the records it appends to and the state a ``--resume`` would read back; every other file stays
+REPLACED_ON_OVERWRITE = ("metrics.jsonl", "genotypes.jsonl", "result.json", "study.db", "study.db-journal",
+                         "study.db-wal", "study.db-shm", "checkpoints/last.pt", "checkpoints/best.pt")
+_OVERWRITABLE: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("nas_overwritable", default=())
+
+
+@contextmanager
+def allow_overwrite(path: str | Path | None) -> Iterator[None]:
+    """Within the block, a new run (:meth:`Run.create`) or export may write into the existing,
+    non-empty folder ``path`` or a folder below it, replacing its files of the same names (the
+    ``--overwrite`` of the ``nas`` commands); no other file is touched. ``None``: nothing."""
+    if path is None:
+        yield
+        return
+    token = _OVERWRITABLE.set((*_OVERWRITABLE.get(), Path(path).resolve()))
+    try:
+        yield
+    finally:
+        _OVERWRITABLE.reset(token)
+
+
+def may_overwrite(path: str | Path) -> bool:
+    """Whether ``path`` lies in a folder given to :func:`allow_overwrite`."""
+    resolved = Path(path).resolve()
+    return any(resolved == allowed or allowed in resolved.parents for allowed in _OVERWRITABLE.get())
+
+
+def check_destination(path: str | Path, *, overwrite: bool | None = None, option: str = "--out",
+                      hint: str = "") -> Path:
+    """Refuse ``path`` as a folder to write into, before anything is made: a file, a path below a
+    file, a folder that cannot be written, or a non-empty folder (unless ``overwrite``; ``None``:
+    :func:`may_overwrite`). ``option`` names the input in the message, ``hint`` adds what else
+    the user may do. Returns ``path`` as a :class:`Path`; creates nothing."""
+    path = Path(path)
+    existing = _nearest_existing(path, option)
+    if existing is None:
+        return path
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies below {existing}, which is a file"
+        raise NasError(f"{option} {path} {where}, not a folder; choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NasError(f"{option} {path}: {existing} cannot be written to (permission denied); choose another "
+                       f"{option}")
+    if existing == path:
+        try:
+            empty = not any(path.iterdir())
+        except OSError as exc:
+            raise NasError(f"{option} {path} cannot be read ({exc.strerror}); choose another {option}") from None
+        if not empty and not (may_overwrite(path) if overwrite is None else overwrite):
+            raise NasError(f"{option} {path} already exists and is not empty; choose a new {option}, or pass "
+                           f"--overwrite to replace its files of the same names{hint}")
+    return path
+
+
+def _nearest_existing(path: Path, option: str) -> Path | None:
+    """``path`` or its nearest ancestor that exists (``None`` if none does)."""
+    for candidate in (path, *path.parents):
+        try:
+            candidate.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise NasError(f"{option} {path}: {candidate} cannot be read ({exc.strerror}); choose another "
+                           f"{option}") from None
+        return candidate
+    return None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A run's ``config.json``, checked: a file that cannot be read, is no JSON object or names
+    no run ``kind`` is a one-line :class:`NasError` naming it. A setting the file lacks is one
+    too (``config["model"]`` of a damaged file), at every level of the file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        config = json.loads(text, object_hook=lambda items: _RunConfig(items, path))
+    except OSError as exc:
+        raise NasError(f"{path} cannot be read ({exc.strerror}); pass a run folder that nas made") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) \
+            else "not UTF-8 text" \
+            if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        raise NasError(f"{path} is damaged ({reason}); the run folder cannot be read") from None
+    if not isinstance(config, dict):
+        raise NasError(f"{path} is damaged (a JSON {type(config).__name__}, not an object of settings); the run "
+                       "folder cannot be read")
+    if not isinstance(config.get("kind"), str):
+        raise NasError(f"{path} names no run kind; the run folder is damaged or was not made by nas")
+    return config
+
+
+class _RunConfig(dict):
+    """A mapping of a run's ``config.json`` whose missing keys are one-line errors naming the file."""
+
+    def __init__(self, items: Any, path: Path) -> None:
+        super().__init__(items)
+        self._path = path
+
+    def __missing__(self, key: str) -> Any:
+        raise NasError(f"{self._path} has no setting {key!r}; the run folder is damaged or was made by another "
+                       "version of nas")
 
 
 def seed_everything(seed: int) -> None:
@@ -79,16 +184,20 @@ class Run:
 
     @classmethod
     def create(cls, kind: str, config: dict[str, Any], *, out: str | Path | None = None,
-               name: str | None = None) -> "Run":
-        """Make ``out`` (which must not exist) or a fresh ``runs/<kind>-<name>-<time>`` folder."""
+               name: str | None = None, overwrite: bool | None = None) -> "Run":
+        """Make ``out`` (which must not exist or be empty) or a fresh ``runs/<kind>-<name>-<time>``
+        folder. ``overwrite`` (``None``: :func:`may_overwrite`) lets a new run take the folder of an
+        earlier one: it replaces the files :data:`REPLACED_ON_OVERWRITE` and those it writes itself,
+        and leaves every other file as it is."""
         if out is not None:
-            path = Path(out)
-            if path.exists() and not path.is_dir():
-                raise NasError(f"{path} is a file, not a folder; choose a new --out")
-            if path.exists() and any(path.iterdir()):
-                raise NasError(f"run folder {path} already exists and is not empty; choose a new --out "
-                               "or pass --resume to continue it")
-            path.mkdir(parents=True, exist_ok=True)
+            path = check_destination(out, overwrite=overwrite, hint=" (or --resume to continue it)")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NasError(f"--out {path} cannot be created ({exc.strerror}); choose another --out") from None
+            for replaced in REPLACED_ON_OVERWRITE:  # present only in a folder the user let the run take
+                if (path / replaced).is_file():
+                    (path / replaced).unlink()
         else:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             base = DEFAULT_ROOT / "-".join(p for p in (kind, name, stamp) if p)
@@ -99,21 +208,32 @@ class Run:
                     break
                 except FileExistsError:
                     path = base.with_name(f"{base.name}-{i}")
+                except OSError as exc:  # the runs folder is a file, or cannot be written
+                    raise NasError(f"cannot create the run folder {path} ({exc.strerror}); pass --out, or set "
+                                   "NAS_RUNS to a folder that can be written") from None
         run = cls(path)
         run.write_json("config.json", {"kind": kind, **config})
         run.write_json("versions.json", versions())
         return run
 
     @classmethod
-    def open(cls, path: str | Path) -> "Run":
+    def open(cls, path: str | Path, *, kinds: Iterable[str] | None = None, what: str = "") -> "Run":
+        """Reopen the run folder ``path`` to resume or read it; its ``config.json`` is checked
+        (:func:`read_config`), and with ``kinds`` its kind too (``what`` says what was expected and
+        what to do: "a `nas train` run; pass one of those")."""
         path = Path(path)
         if not (path / "config.json").is_file():
             raise NasError(f"{path} is not a run folder (no config.json); pass the folder a run printed")
-        return cls(path)
+        run = cls(path)
+        kind = run.config["kind"]
+        if kinds is not None and kind not in set(kinds):
+            raise NasError(f"{path} is a {kind!r} run, not {what or 'a run of kind ' + ' or '.join(kinds)}")
+        return run
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads((self.path / "config.json").read_text())
+        """``config.json``, read anew each time (:func:`read_config`)."""
+        return read_config(self.path / "config.json")
 
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_json(self.path / name, _jsonable(obj))  # a kill never leaves half a file
@@ -189,12 +309,15 @@ class Run:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without a GPU is an error."""
+    """``auto`` picks CUDA when present, else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` name one.
+    Any other name, or CUDA without a GPU (or without GPU N), is a one-line error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise NasError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise NasError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise NasError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if index and int(index) >= torch.cuda.device_count():
+        raise NasError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    return torch.device(name)

@@ -8,7 +8,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase
 
+from nas.errors import NasError
 from nas.genotype import Genotype  # noqa: E402
 from nas.io import atomic_save
 from nas.space import SearchSpace, load_space  # noqa: E402
@@ -60,11 +62,32 @@ def _draw_chain(ax, genotype: Genotype, space: SearchSpace) -> None:
     ax.axis("off")
 
 
+def check_plot(path: str | Path, *, overwrite: bool = False, option: str = "--plot") -> Path:
+    """Refuse ``path`` as the file of a new plot before anything is drawn: a folder, a file in a
+    folder that does not exist, a name without an image format matplotlib writes (``.png``,
+    ``.svg``, ``.pdf``, ...), or a file that exists (unless ``overwrite``). Returns it as a Path."""
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.is_dir():
+        raise NasError(f"{option} {path} is a folder; name the image file to write, such as {path / 'cell.png'}")
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise NasError(f"{option} {path}: name a .png file (or .svg, .pdf, .jpg: a format that matplotlib writes)")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise NasError(f"{option} {path}: the folder {folder} {what}; create the folder or choose another {option}")
+    if path.exists() and not overwrite:
+        raise NasError(f"{option} {path} already exists; choose another file, or pass --overwrite to replace it")
+    return path
+
+
 def plot_genotype(genotype: Genotype, path: str | Path, space: SearchSpace | str | None = None,
                   title: str | None = None) -> Path:
-    """Draw every cell of ``genotype`` (or its block chain) into one PNG file."""
+    """Draw every cell of ``genotype`` (or its block chain) into one image file (PNG unless the
+    name says another format); the file appears whole or not at all."""
     space = load_space(space or genotype)
     path = Path(path)
+    image_format = path.suffix.lower().lstrip(".") or "png"
     if space.kind == "chain":
         fig, ax = plt.subplots(figsize=(4.5, 0.35 * sum(len(s) for s in genotype.stages) + 1.2))
         _draw_chain(ax, genotype, space)
@@ -75,8 +98,8 @@ def plot_genotype(genotype: Genotype, path: str | Path, space: SearchSpace | str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:  # a kill mid-plot leaves the previous PNG
-        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    try:
+        atomic_save(path, lambda f: fig.savefig(f, format=image_format, dpi=110))
     finally:
         plt.close(fig)
     return path

@@ -272,14 +272,23 @@ def test_a_format_whose_library_is_missing_fails_before_anything_is_written(tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_an_export_folder_of_another_model_is_refused(tmp_path):
+def test_an_export_folder_is_written_again_only_with_overwrite(tmp_path):
     first = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
     export(first.build(), "source", tmp_path / "out", spec=first)
-    export(first.build(), "source", tmp_path / "out", spec=first)  # the same model: an earlier export is updated
+    before = {f.name: f.read_bytes() for f in (tmp_path / "out").iterdir()}
+    with pytest.raises(NasError, match="already exists and is not empty; choose a new --out, or pass --overwrite"):
+        export(first.build(), "torchscript", tmp_path / "out", spec=first)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "out").iterdir()} == before
+    # with overwrite, the same model's earlier export keeps its other formats
+    export(first.build(), "torchscript", tmp_path / "out", spec=first, overwrite=True)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"source", "torchscript"} and manifest["model"] == first.to_dict()
+    # another model's export is replaced, not added to: the manifest vouches for the new files only
     other = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=8, layers=5)
-    with pytest.raises(NasError, match="holds the export of another model"):
-        export(other.build(), "source", tmp_path / "out", spec=other)
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"] == first.to_dict()
+    export(other.build(), "source", tmp_path / "out", spec=other, overwrite=True)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"source"} and manifest["model"] == other.to_dict()
+    assert (tmp_path / "out" / "model.torchscript.pt").is_file()  # never deleted
 
 
 def test_exported_files_share_one_file_mode(tmp_path):
@@ -374,11 +383,11 @@ def test_nas_export_refuses_what_is_no_run_and_foreign_folders(tmp_path, capsys)
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     spec = ModelSpec.create(get_reference("NB201_RESNET"), init_channels=4, layers=5)
-    with pytest.raises(NasError, match="not an earlier export"):
+    with pytest.raises(NasError, match="already exists and is not empty"):
         export(spec.build(), "source", plain, spec=spec)
     assert sorted(p.name for p in plain.iterdir()) == ["notes.txt"]
     assert not (tmp_path / "x").exists()
-    # an earlier export is added to: its other formats stay in the manifest
+    # with overwrite, an earlier export is added to: its other formats stay in the manifest
     export(spec.build(), "source", tmp_path / "ok", spec=spec)
-    export(spec.build(), "torchscript", tmp_path / "ok", spec=spec)
+    export(spec.build(), "torchscript", tmp_path / "ok", spec=spec, overwrite=True)
     assert set(json.loads((tmp_path / "ok" / "manifest.json").read_text())["formats"]) == {"source", "torchscript"}

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
@@ -218,8 +217,7 @@ def test_a_registered_strategy_runs_through_the_api_and_nas_search(tmp_path, cap
     assert main(["search", "--resume", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["resumed"] == 1
 
-    with pytest.raises(SystemExit):
-        main(["search", "--help"])
+    assert main(["search", "--help"]) == 0
     assert "--toy-samples TOY_SAMPLES" in capsys.readouterr().out
     assert main(["search", "--strategy", "toy", "--toy-samples", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "nas search: error: --toy-samples: toy_samples must be at least 1, got 0"
+    assert capsys.readouterr().err.strip() == "nas search: error: --toy-samples: must be at least 1, got 0"

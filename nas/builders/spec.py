@@ -113,7 +113,8 @@ class ModelSpec:
             if layers < 3:
                 raise NasError(f"layers must be at least 3 (two of them are reductions), got {layers}")
             return cls(task, genotype, space, num_classes, in_channels=in_channels,
-                       init_channels=init_channels or int(net.get("init_channels", 16)), layers=layers,
+                       init_channels=int(net.get("init_channels", 16)) if init_channels is None else init_channels,
+                       layers=layers,
                        auxiliary=auxiliary)
         if task == "detection" and head == "fcos" and fpn_channels % 32:
             raise NasError(f"fcos needs fpn_channels divisible by 32 (its GroupNorm), got {fpn_channels}")
@@ -121,7 +122,7 @@ class ModelSpec:
             raise NasError(f"fpn_channels must be at least 8, got {fpn_channels}")
         opts = dict(FASTER_RCNN_SMALL) if task == "detection" and head == "fasterrcnn" else {}
         opts.update(options or {})
-        size = image_size or 96
+        size = 96 if image_size is None else image_size
         if genotype is None:
             if backbone not in TORCHVISION_BACKBONES:
                 raise NasError(f"unknown torchvision backbone {backbone!r}; choose one of "
@@ -130,7 +131,8 @@ class ModelSpec:
                        fpn_channels=fpn_channels, image_size=size, options=opts)
         genotype, space = _resolve(genotype, space)
         # a chain's widths come from its space file; only cell spaces scale with init_channels
-        channels = None if space.kind == "chain" else init_channels or int(space.network.get("init_channels", 16))
+        channels = None if space.kind == "chain" else \
+            int(space.network.get("init_channels", 16)) if init_channels is None else init_channels
         return cls(task, genotype, space, num_classes, head=head, init_channels=channels,
                    cells_per_stage=cells_per_stage, fpn_channels=fpn_channels, image_size=size, options=opts)
 
@@ -248,7 +250,7 @@ def _backbone_arch(genotype: Genotype, space: SearchSpace, *, init_channels: int
                 "stem_channels": int(space.network.get("stem_channels", 32)), "in_channels": in_channels}
     net = space.network
     return {"kind": "cell", "cells": _cells(genotype), "inputs": space.inputs,
-            "init_channels": init_channels or int(net.get("init_channels", 16)),
+            "init_channels": int(net.get("init_channels", 16)) if init_channels is None else init_channels,
             "reduction": net.get("reduction", "cell"),
             "stem_multiplier": int(net.get("stem_multiplier", 3)), "cells_per_stage": cells_per_stage,
             "in_channels": in_channels}

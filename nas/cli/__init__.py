@@ -11,9 +11,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
+from typing import NoReturn
 
 from nas.errors import NasError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with short usage errors: one line ``nas <command>: error: <option>: <what>``,
+    exit code 2, without the usage block (which for ``nas search`` runs to dozens of lines);
+    an unknown choice names the valid ones. Every subcommand's parser is one of these."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            if isinstance(action, argparse._SubParsersAction):
+                raise argparse.ArgumentError(None, f"unknown command {value!r}; choose from {choices}")
+            raise argparse.ArgumentError(action, f"unknown value {value!r}; choose from {choices}")
+
+    def error(self, message: str) -> NoReturn:
+        # argparse says "argument --x/-y: ..."; the option alone is shorter and just as clear
+        message = re.sub(r"^argument ([^ :/]+)(?:/[^ :]+)*: ", r"\1: ", message)
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +46,12 @@ def command_names() -> list[str]:
 
 
 def _assemble() -> tuple[argparse.ArgumentParser, argparse.Action]:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nas", description="Neural architecture search for PyTorch: search cell and chain spaces with DARTS "
         "or black-box strategies (Optuna samplers, optionally as Ray Tune trials), then train the architectures "
         "found as classifiers or as backbones of detectors and segmenters, measure them and export them. "
         "`nas COMMAND --help` describes each command.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     modules = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
                if m.name.startswith("cmd_")]
     for module in sorted(modules, key=lambda m: getattr(m, "ORDER", 100)):
@@ -40,8 +60,16 @@ def _assemble() -> tuple[argparse.ArgumentParser, argparse.Action]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``nas`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code: 0, 2 for a
+    usage error or a user mistake (one line on stderr), 130 when interrupted."""
+    parser, sub = _assemble()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command they were given to, not by `nas`
+            sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)} "
+                                            f"(see nas {args.command} --help)")
+    except SystemExit as exc:  # a usage error (printed already), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except NasError as exc:

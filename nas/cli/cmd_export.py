@@ -5,9 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
-from nas.cli.options import seed
+from nas.cli.options import add_overwrite, input_size, number, seed, setting_type
 from nas.errors import NasError
 from nas.export.formats import FORMATS, parse_formats
+from nas.train.config import TrainConfig
 
 ORDER = 40
 TRAINED_KINDS = ("train", "detect", "segment")  # run folders holding a trained model's checkpoints
@@ -27,24 +28,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "task has); several comma-separated (default source). Detectors have source and torchscript "
                    "only")
     p.add_argument("--out", help="output folder, new or empty (default: RUN/export, or export-<name> for a genotype)")
-    p.add_argument("--input-size", type=int, help="example input side in pixels for classifiers and segmenters "
-                   "(default: the run's, else 32)")
+    add_overwrite(p)
+    p.add_argument("--input-size", type=input_size, help="example input side in pixels for classifiers and "
+                   "segmenters (default: the run's, else 32)")
     p.add_argument("--checkpoint", choices=("last", "best"), default="last",
                    help="which checkpoint of a run to export (default last; best goes to RUN/export-best)")
     untrained = p.add_argument_group("network of a genotype target (ignored for trained runs)")
     untrained.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
-    untrained.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default 10)")
-    untrained.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
-    untrained.add_argument("--init-channels", type=int, help="initial channels (default: the space's)")
-    untrained.add_argument("--layers", type=int, help="cells (default: the space's)")
+    untrained.add_argument("--num-classes", type=number(int, min=1), default=10, help="classifier outputs (default 10)")
+    untrained.add_argument("--in-channels", type=number(int, min=1), default=3, help="image channels (default 3)")
+    untrained.add_argument("--init-channels", type=setting_type(TrainConfig, "init_channels"),
+                           help="initial channels (default: the space's)")
+    untrained.add_argument("--layers", type=setting_type(TrainConfig, "layers"), help="cells (default: the space's)")
     untrained.add_argument("--seed", type=seed, default=0, help="seed of the fresh weights (default 0)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     parse_formats(args.format, None)  # an unknown name fails before anything is read; the task's formats later
-    if args.input_size is not None and args.input_size < 8:
-        raise NasError(f"--input-size must be at least 8 pixels, got {args.input_size}")
     target = Path(args.target)
     kind = _run_kind(target) if target.is_dir() else None
     if kind in TRAINED_KINDS or target.suffix in (".pt", ".pth"):
@@ -66,12 +67,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _export_trained(args: argparse.Namespace, target: Path, kind: str | None) -> dict:
     from nas.checkpoint import load_checkpoint
     from nas.export import export
+    from nas.run import read_config
 
     run_dir = target if kind is not None else None
     source = run_dir / "checkpoints" / f"{args.checkpoint}.pt" if run_dir is not None else target
     if run_dir is not None and not source.is_file():
         raise NasError(f"{run_dir} has no checkpoints/{args.checkpoint}.pt; pass a run folder that finished an epoch")
-    out = args.out or (run_dir / ("export" if args.checkpoint == "last" else "export-best") if run_dir else None)
+    out = args.out if args.out is not None else \
+        run_dir / ("export" if args.checkpoint == "last" else "export-best") if run_dir else None
     if out is None:
         raise NasError("pass --out for a checkpoint file: the folder to write the exported files to")
     example = None
@@ -81,8 +84,9 @@ def _export_trained(args: argparse.Namespace, target: Path, kind: str | None) ->
             raise NasError("--input-size: detectors are compared on shapes scenes of their own image size")
         channels = int(spec.get("in_channels", 3))
         example = _example(channels, args.input_size, rand=spec.get("task") == "segmentation")
-    label = json.loads((run_dir / "config.json").read_text()).get("label") if run_dir else None
-    return export(source, args.format, out, example_input=example, name=label or target.stem)
+    label = read_config(run_dir / "config.json").get("label") if run_dir else None
+    return export(source, args.format, out, example_input=example, name=label or target.stem,
+                  overwrite=args.overwrite)
 
 
 def _export_genotype(args: argparse.Namespace) -> dict:
@@ -97,17 +101,31 @@ def _export_genotype(args: argparse.Namespace) -> dict:
                             init_channels=args.init_channels, layers=args.layers)
     seed_everything(args.seed)
     name = genotype_label(args.target)
-    out = Path(args.out or f"export-{name}")
-    example = _example(args.in_channels, args.input_size or 32)
-    return export(spec.build(), args.format, out, example_input=example, spec=spec, name=name)
+    out = Path(args.out if args.out is not None else f"export-{name}")
+    example = _example(args.in_channels, 32 if args.input_size is None else args.input_size)
+    return export(spec.build(), args.format, out, example_input=example, spec=spec, name=name,
+                  overwrite=args.overwrite)
 
 
 def _run_kind(path: Path) -> str:
-    """The kind of a run folder; a folder that is no run, or whose config is damaged, is an error."""
+    """The kind of a run folder: a trained one (its checkpoints are exported) or a search run
+    with a genotype.json. A folder that is no run, whose config.json is damaged or names a kind
+    nas does not know, or that is a search run without a result, is an error."""
     from nas.export.exporter import run_kind
+    from nas.strategies import registered_strategies
 
     kind = run_kind(path)
-    if kind not in TRAINED_KINDS and not (path / "genotype.json").is_file():
+    if kind in TRAINED_KINDS:
+        return kind
+    searches = {k for name in registered_strategies() for k in (name, f"ray-{name}")}
+    if kind not in searches:
+        raise NasError(f"{path / 'config.json'} names the run kind {kind!r}, which nas does not know: the run "
+                       f"folder is damaged; export a checkpoint file instead ({path / 'checkpoints' / 'last.pt'})")
+    if (path / "model.json").is_file():  # what a trained run leaves, never a search
+        raise NasError(f"{path} holds a trained model (model.json) but its config.json names the search kind "
+                       f"{kind!r}: the run folder is damaged; export a checkpoint file instead "
+                       f"({path / 'checkpoints' / 'last.pt'})")
+    if not (path / "genotype.json").is_file():
         raise NasError(f"{path} is a {kind!r} run without a genotype.json; there is nothing to export yet")
     return kind
 

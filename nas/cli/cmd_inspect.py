@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.cli.options import add_overwrite, input_size, number, setting_type
+from nas.train.config import TrainConfig
+
 ORDER = 10
 
 
@@ -12,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ops", help="list the registered ops with parameters and MACs",
                        description="List every registered op with its parameter count and multiply-adds "
                        "at a stated input size (C_in = C_out = --channels, --size x --size, stride 1).")
-    p.add_argument("--channels", type=int, default=16, help="input and output channels (default 16)")
-    p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
+    p.add_argument("--channels", type=number(int, min=1), default=16, help="input and output channels (default 16)")
+    p.add_argument("--size", type=number(int, min=1), default=32, help="input height and width (default 32)")
     p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser("spaces", help="list the search spaces",
@@ -28,12 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "NAS-Bench-201 arch string; needed unless --list-genotypes")
     p.add_argument("--space", help="space name or .yaml file (default: the genotype's own space)")
     p.add_argument("--list-genotypes", action="store_true", help="list the reference genotypes and exit")
-    p.add_argument("--init-channels", type=int, help="initial channels (default: from the space)")
-    p.add_argument("--layers", type=int, help="number of cells (default: from the space)")
-    p.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default 10)")
-    p.add_argument("--input-size", type=int, default=32, help="input height and width (default 32)")
+    p.add_argument("--init-channels", type=setting_type(TrainConfig, "init_channels"),
+                   help="initial channels (default: from the space)")
+    p.add_argument("--layers", type=setting_type(TrainConfig, "layers"),
+                   help="number of cells (default: from the space)")
+    p.add_argument("--num-classes", type=number(int, min=1), default=10, help="classifier outputs (default 10)")
+    p.add_argument("--input-size", type=input_size, default=32, help="input height and width (default 32)")
     p.add_argument("--device", default="cpu", help="where latency is measured: cpu or cuda (default cpu)")
-    p.add_argument("--plot", default="cell.png", help="where to write the cell diagram (default cell.png)")
+    p.add_argument("--plot", default="cell.png", help="where to write the cell diagram, a .png file (default cell.png)")
+    add_overwrite(p, "--plot")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=cmd_build)
 
@@ -66,14 +72,13 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import torch
-
     from nas.builders import build_classifier
     from nas.errors import NasError
     from nas.genotype import REFERENCES, resolve_genotype
     from nas.measure import MACS_CONVENTION, measure
+    from nas.run import resolve_device
     from nas.space import load_space
-    from nas.viz import plot_genotype
+    from nas.viz import check_plot, plot_genotype
 
     if args.list_genotypes:
         for name, g in REFERENCES.items():
@@ -81,15 +86,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0
     if not args.genotype:
         raise NasError("pass --genotype NAME|FILE (see --list-genotypes)")
+    plot = check_plot(Path(args.plot), overwrite=args.overwrite)
+    device = resolve_device(args.device)
     genotype = resolve_genotype(args.genotype)
     space = load_space(args.space or genotype)
     genotype.validate(space)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise NasError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
     model = build_classifier(genotype, space, num_classes=args.num_classes, init_channels=args.init_channels,
-                             layers=args.layers).to(args.device)
+                             layers=args.layers).to(device)
     stats = measure(model, (3, args.input_size, args.input_size))
-    plot = plot_genotype(genotype, Path(args.plot), space)
+    plot = plot_genotype(genotype, plot, space)
     if args.json:
         print(json.dumps({**stats, "plot": str(plot)}, indent=2))
         return 0

@@ -12,10 +12,19 @@ import argparse
 import dataclasses
 from typing import Any
 
-from nas.cli.options import add_settings, apply, seed
+from nas.cli.options import (
+    add_overwrite,
+    add_settings,
+    apply,
+    destination,
+    number,
+    seed,
+    setting_type,
+)
 from nas.config import field_type, parse_value
 from nas.errors import NasError
 from nas.strategies import SearchData, get_strategy, registered_strategies
+from nas.train.config import TrainConfig
 
 ORDER = 20
 DEFAULT_STRATEGY = "darts"
@@ -23,6 +32,15 @@ EPOCHS_PER_TRIAL = 3
 TASK_EVALUATORS = ("detection", "segmentation")
 # the training evaluator's own default; a config without it is read as 0 (runs from before hold-outs)
 TRAIN_VAL_FRACTION = 0.2
+DEFAULT_EVALUATOR = "train"
+# the evaluator options that set a trial's training (each checked as its TrainConfig field)
+TRIAL_OPTIONS = ("epochs_per_trial", "trial_batch_size", "trial_init_channels", "trial_layers")
+# every option of the evaluator group (unset: None, or [] for --trial-setting)
+EVALUATOR_OPTIONS = ("evaluator", "nb201_root", "nb201_dataset", *TRIAL_OPTIONS, "trial_setting", "task_head", "ann",
+                     "images", "masks", "num_classes")
+# the options of every search; the strategies' settings get options under the other names
+COMMON_OPTIONS = ("strategy", "space", "dataset", "data_root", "seed", "out", "overwrite", "resume", "device",
+                  *EVALUATOR_OPTIONS)
 # training settings with an option of their own (or none at all), refused in --trial-setting
 OWN_OPTIONS = {"epochs": "use --epochs-per-trial", "batch_size": "use --trial-batch-size",
                "init_channels": "use --trial-init-channels", "layers": "use --trial-layers",
@@ -46,11 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run folder to create (default runs/<strategy>-<space>-<time>)")
+    add_overwrite(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder with its own strategy, "
                    "backend and settings")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when present)")
-    taken = {a.dest for a in _add_evaluator_options(p)} | {"strategy", "space", "dataset", "data_root", "seed",
-                                                              "out", "resume", "device", "help"}
+    _add_evaluator_options(p)
+    taken = {*COMMON_OPTIONS, "help"}
     groups: dict[type, list[str]] = {}
     for name, cls in strategies.items():
         groups.setdefault(cls.Settings, []).append(name)
@@ -70,7 +89,7 @@ def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
         "(--evaluator nb201) or a short detection / segmentation training run with the genotype as backbone "
         "(--evaluator detection|segmentation)")
     return [
-        g.add_argument("--evaluator", default="train",
+        g.add_argument("--evaluator",
                        help="train (default): train each genotype briefly on --dataset and select on a held-out 20%% of its "
                        "training images; nb201: look the cell up in the NAS-Bench-201 tables (space "
                        "nb201; a search takes seconds); detection / segmentation: train a detector (objective "
@@ -78,13 +97,17 @@ def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                        "coco / voc"),
         g.add_argument("--nb201-root", metavar="DIR", help="folder with the NAS-Bench-201 CSV tables (default "
                        "../shared/data/nas-bench-201 when present)"),
-        g.add_argument("--nb201-dataset", default="cifar10", choices=("cifar10", "cifar100", "imagenet16-120"),
+        g.add_argument("--nb201-dataset", choices=("cifar10", "cifar100", "imagenet16-120"),
                        help="nb201: which of the benchmark's data sets the table answers for (default cifar10)"),
-        g.add_argument("--epochs-per-trial", type=int, help=f"train / detection / segmentation: training epochs per trial (default {EPOCHS_PER_TRIAL})"),
-        g.add_argument("--trial-batch-size", type=int, help="training batch size per trial (default: the recipe's)"),
-        g.add_argument("--trial-init-channels", type=int,
+        g.add_argument("--epochs-per-trial", type=setting_type(TrainConfig, "epochs"),
+                       help=f"train / detection / segmentation: training epochs per trial (default "
+                       f"{EPOCHS_PER_TRIAL})"),
+        g.add_argument("--trial-batch-size", type=setting_type(TrainConfig, "batch_size"),
+                       help="training batch size per trial (default: the recipe's)"),
+        g.add_argument("--trial-init-channels", type=setting_type(TrainConfig, "init_channels"),
                        help="initial channels of trial networks (default: the recipe's)"),
-        g.add_argument("--trial-layers", type=int, help="cells of trial networks (default: the recipe's)"),
+        g.add_argument("--trial-layers", type=setting_type(TrainConfig, "layers"),
+                       help="cells of trial networks (default: the recipe's)"),
         g.add_argument("--trial-setting", action="append", default=[], metavar="NAME=VALUE",
                        help="any other training setting of every trial, repeatable: a `nas train` option for "
                        "--evaluator train (lr=0.1, train_subset=500, val_fraction=0.1), a `nas detect` / `nas "
@@ -94,53 +117,86 @@ def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
         g.add_argument("--ann", help="detection on --dataset coco: the annotation JSON (images in --data-root)"),
         g.add_argument("--images", help="segmentation on --dataset voc: folder of images"),
         g.add_argument("--masks", help="segmentation on --dataset voc: folder of PNG class-id masks"),
-        g.add_argument("--num-classes", type=int, help="segmentation on --dataset voc: classes incl. background"),
+        g.add_argument("--num-classes", type=number(int, min=2),
+                       help="segmentation on --dataset voc: classes incl. background"),
     ]
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from nas.evaluators import evaluator_from_config
-    from nas.run import Run
+    from nas.run import Run, resolve_device
     from nas.space import load_space
 
-    saved = Run.open(args.resume).config if args.resume else None
+    if args.resume and (args.out or args.overwrite):
+        raise NasError(f"--resume continues the run in its own folder; drop {'--out' if args.out else '--overwrite'}")
+    resolve_device(args.device)  # a device that does not exist here fails before anything is made
+    saved = None
+    if args.resume:
+        kinds = [k for name in registered_strategies() for k in (name, f"ray-{name}")]
+        saved = Run.open(args.resume, kinds=kinds, what="a `nas search` run; pass a folder that nas search "
+                         "made (a `nas train`, `detect` or `segment` run resumes with its own command)").config
     name = args.strategy or (saved.get("strategy") if saved is not None else DEFAULT_STRATEGY)
     if name not in registered_strategies():
         raise NasError(f"{args.resume} was not made by nas search (no known strategy in its config.json); "
                        "pass --strategy")
     strategy = get_strategy(name)
+    refuse_ignored_options(args, strategy)
     settings = apply(strategy.Settings(), args)
-    space = evaluator = None
-    if saved is None:
-        space = load_space(args.space or ("nb201" if args.evaluator == "nb201" else "darts"))
-        if strategy.kind == "blackbox":
-            evaluator = evaluator_from_config(evaluator_config(args, space, settings))
-    elif strategy.kind == "blackbox" and "evaluator" in saved:
-        # the run's own evaluator, on this machine's device
-        device = {"device": args.device} if "device" in saved["evaluator"] else {}
-        evaluator = evaluator_from_config(saved["evaluator"], **device)
-    result = strategy.search(space, settings, evaluator=evaluator,
-                             data=SearchData(args.dataset, args.data_root, args.device), out=args.out,
-                             resume=args.resume, seed=args.seed, progress=True)
+    with destination(args.out, args.overwrite):  # checked before an evaluator opens any data
+        space = evaluator = None
+        if saved is None:
+            space = load_space(args.space or ("nb201" if args.evaluator == "nb201" else "darts"))
+            if strategy.kind == "blackbox":
+                evaluator = evaluator_from_config(evaluator_config(args, space, settings))
+        elif strategy.kind == "blackbox" and "evaluator" in saved:
+            # the run's own evaluator, on this machine's device
+            device = {"device": args.device} if "device" in saved["evaluator"] else {}
+            evaluator = evaluator_from_config(saved["evaluator"], **device)
+        result = strategy.search(space, settings, evaluator=evaluator,
+                                 data=SearchData(args.dataset, args.data_root, args.device), out=args.out,
+                                 resume=args.resume, seed=args.seed, progress=True)
     if result.genotype is not None:
         print(f"next: nas train --genotype {result.path}", flush=True)
     return 0
 
 
+def refuse_ignored_options(args: argparse.Namespace, strategy: Any) -> None:
+    """Raise :class:`NasError` for an option the search would ignore: a setting of other
+    strategies only, or an evaluator option with a strategy that scores no trials."""
+    own = {f.name for f in dataclasses.fields(strategy.Settings)}
+    for cls in registered_strategies().values():
+        for f in dataclasses.fields(cls.Settings):
+            if f.name not in own and f.name not in COMMON_OPTIONS and getattr(args, f.name, None) is not None:
+                names = [n for n, c in registered_strategies().items()
+                         if f.name in {g.name for g in dataclasses.fields(c.Settings)}]
+                raise NasError(f"--{f.name.replace('_', '-')} is a setting of --strategy {', '.join(names)}, not "
+                               f"{strategy.name}; add --strategy {names[0]} or drop it")
+    given = [option for option in EVALUATOR_OPTIONS if getattr(args, option, None) not in (None, [])]
+    if given and strategy.kind != "blackbox":
+        raise NasError(f"--{given[0].replace('_', '-')}: --strategy {strategy.name} scores no trials (the evaluator "
+                       "belongs to the black-box strategies); drop it")
+
+
 def evaluator_config(args: argparse.Namespace, space: Any, settings: Any) -> dict[str, Any]:
     """The evaluator config (``{"name": NAME, **settings}``) that the evaluator options describe."""
-    name = args.evaluator
+    name = DEFAULT_EVALUATOR if args.evaluator is None else args.evaluator
     trial = trial_settings(args.trial_setting, name)
     if name == "nb201":
         if args.trial_setting:
             raise NasError("--trial-setting applies to trials that train; the nb201 evaluator looks them up")
+        given = [option for option in TRIAL_OPTIONS if getattr(args, option) is not None]
+        if given:
+            raise NasError(f"--{given[0].replace('_', '-')} applies to trials that train; the nb201 evaluator "
+                           "looks them up")
         if space.name != "nb201":
             raise NasError(f"--evaluator nb201 scores cells of the nb201 space, not {space.name!r}; add --space nb201")
-        return {"name": name, "root": args.nb201_root, "dataset": args.nb201_dataset}
+        dataset = "cifar10" if args.nb201_dataset is None else args.nb201_dataset
+        return {"name": name, "root": args.nb201_root, "dataset": dataset}
     if args.task_head is not None and name not in TASK_EVALUATORS:
         raise NasError("--task-head applies to --evaluator detection or segmentation")
     common = {"space": space.to_dict(), "data_root": args.data_root,
-              "epochs": args.epochs_per_trial or EPOCHS_PER_TRIAL, "batch_size": args.trial_batch_size,
+              "epochs": EPOCHS_PER_TRIAL if args.epochs_per_trial is None else args.epochs_per_trial,
+              "batch_size": args.trial_batch_size,
               "init_channels": args.trial_init_channels, "device": args.device, "seed": args.seed,
               "measure_latency": "latency_ms" in (getattr(settings, "objectives", None) or ())}
     if name in TASK_EVALUATORS:

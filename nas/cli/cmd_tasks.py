@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.cmd_train import refuse_resume_conflicts
-from nas.cli.options import add_settings, apply
+from nas.cli.options import add_overwrite, add_settings, apply, destination, number
 from nas.train.config import CLASSIFICATION_ONLY, TrainConfig, recipe
 
 ORDER = 35
@@ -30,6 +30,7 @@ def _common(p: argparse.ArgumentParser, *, command: str) -> None:
                    "cells initialise the backbone")
     p.add_argument("--out", help=f"run folder to create; must not exist or be empty (default "
                    f"runs/{command}-<name>-<time>)")
+    add_overwrite(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     task, _, _, unused = COMMANDS[command]
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="shapes (embedded, default) or voc (image + mask folders)")
     p.add_argument("--images", help="voc: folder of images")
     p.add_argument("--masks", help="voc: folder of PNG masks of class ids, same file stems (255 = ignore)")
-    p.add_argument("--num-classes", type=int, help="voc: classes including the background (default 21)")
+    p.add_argument("--num-classes", type=number(int, min=2), help="voc: classes including the background (default 21)")
     _common(p, command="segment")
 
 
@@ -70,8 +71,8 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     task, head_option, data_options, unused = COMMANDS[args.command]
     if args.resume:
-        refuse_resume_conflicts(args, ("out", "genotype", "backbone", "space", "init_from", head_option, "dataset",
-                                       *data_options), unused)
+        refuse_resume_conflicts(args, ("out", "overwrite", "genotype", "backbone", "space", "init_from", head_option,
+                                       "dataset", *data_options), unused)
         train(task=task, resume=args.resume, progress=not args.no_progress)
         return 0
     if not (args.genotype or args.backbone or args.init_from):
@@ -80,8 +81,9 @@ def cmd_task(args: argparse.Namespace) -> int:
     dataset = args.dataset or "shapes"
     config = apply(recipe(dataset, task), args, exclude=unused)
     data = {name: getattr(args, name) for name in data_options}
-    train(args.genotype, dataset, task=task, head=getattr(args, head_option) or DEFAULT_HEADS[task],
-          backbone=args.backbone,
-          config=config, space=args.space, init_from=args.init_from, out=args.out, progress=not args.no_progress,
-          **data)
+    head = getattr(args, head_option)
+    with destination(args.out, args.overwrite):
+        train(args.genotype, dataset, task=task, head=DEFAULT_HEADS[task] if head is None else head,
+              backbone=args.backbone, config=config, space=args.space, init_from=args.init_from, out=args.out,
+              progress=not args.no_progress, **data)
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli.options import add_settings, apply, given
+from nas.cli.options import add_overwrite, add_settings, apply, destination, given
 from nas.errors import NasError
 from nas.train.config import CLASSIFICATION_DATASETS, TASK_ONLY, TrainConfig, recipe
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help=f"{', '.join(CLASSIFICATION_DATASETS)} (default digits, embedded; with --resume: the run's own)")
     p.add_argument("--data-root", help="folder (or zip) of the data set; not needed for digits")
     p.add_argument("--out", help="run folder to create; must not exist or be empty (default runs/train-<name>-<time>)")
+    add_overwrite(p)
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     group = p.add_argument_group("training settings (unset ones come from the data set's recipe; the defaults "
@@ -47,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nas.train import train
 
     if args.resume:
-        refuse_resume_conflicts(args, ("out",), TASK_ONLY)
+        refuse_resume_conflicts(args, ("out", "overwrite"), TASK_ONLY)
         train(args.genotype, args.dataset, space=args.space, resume=args.resume, data_root=args.data_root,
               progress=not args.no_progress)
         return 0
@@ -55,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise NasError("pass --genotype NAME|FILE|RUN (see `nas build --list-genotypes`), or --resume RUN")
     dataset = args.dataset or "digits"
     config = train_config_from_args(args, dataset)
-    train(args.genotype, dataset, config=config, space=args.space, out=args.out, data_root=args.data_root,
-          progress=not args.no_progress)
+    with destination(args.out, args.overwrite):
+        train(args.genotype, dataset, config=config, space=args.space, out=args.out, data_root=args.data_root,
+              progress=not args.no_progress)
     return 0

@@ -8,11 +8,12 @@ settings object's own value (a recipe's, a run's) untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from nas.config import SEED_MAX, check, field_type, parse_value
+from nas.config import SEED_MAX, check, field_type, parse_number, parse_value
 from nas.errors import NasError
 
 
@@ -67,7 +68,7 @@ def given(args: argparse.Namespace, cls: type, *, prefix: str = "", exclude: Ite
             continue
         if isinstance(value, str):
             try:
-                value = parse_value(cls, f.name, value)
+                value = parse_value(cls, f.name, value, label="")
             except NasError as exc:
                 raise NasError(f"{flag(prefix + f.name)}: {exc}") from None
         values[f.name] = value
@@ -79,12 +80,59 @@ def apply(base: Any, args: argparse.Namespace, *, prefix: str = "", exclude: Ite
     return check(dataclasses.replace(base, **given(args, type(base), prefix=prefix, exclude=exclude)))
 
 
-def seed(text: str) -> int:
-    """argparse ``type=`` of a ``--seed``: an integer in [0, 2**32 - 1] (numpy's range)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, got {text!r}") from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"a seed is between 0 and {SEED_MAX}, got {value}")
-    return value
+def number(kind: type, **bounds: Any) -> Callable[[str], Any]:
+    """The argparse ``type=`` of a numeric option that no settings field declares: the text is
+    parsed and checked by :func:`nas.config.parse_number` with ``bounds`` (``min``, ``max``,
+    ``min_open``, ``max_open``, as in :func:`nas.config.setting`), so ``--size 0``,
+    ``--size 1.5`` or ``--size nan`` end in one line before the command starts."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_number(text, kind, **bounds)
+        except NasError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def setting_type(cls: type, name: str) -> Callable[[str], Any]:
+    """The argparse ``type=`` of an option that sets field ``name`` of the settings dataclass
+    ``cls`` under a name of its own (``--epochs-per-trial`` sets a trial's ``epochs``): parsed
+    and checked by the field's declaration (:func:`nas.config.parse_value`)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_value(cls, name, text, label="")
+        except NasError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def add_overwrite(p: argparse._ActionsContainer, what: str = "--out") -> None:
+    """The ``--overwrite`` flag of a command that writes into ``what``."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"write into {what} even though it exists and holds files, replacing the files of the same "
+                   "names (an earlier run's or export's); no other file is touched. Without it an existing, "
+                   "non-empty destination is refused")
+
+
+@contextlib.contextmanager
+def destination(out: str | None, overwrite: bool) -> Iterator[None]:
+    """Check the ``--out`` folder a new run writes into before anything else is done (a file, a
+    path below a file, a non-empty folder without ``--overwrite`` is a one-line error), then let
+    the run take it (:func:`nas.run.allow_overwrite`) where ``--overwrite`` says so."""
+    from nas.run import allow_overwrite, check_destination
+
+    if out is not None:
+        check_destination(out, overwrite=overwrite, hint=" (or --resume to continue it)")
+    with allow_overwrite(out if overwrite else None):
+        yield
+
+
+# argparse ``type=`` of a ``--seed``: an integer in [0, 2**32 - 1] (numpy's range)
+seed = number(int, min=0, max=SEED_MAX)
+# the side of an example or measured input in pixels: every shipped network takes 8 x 8
+input_size = number(int, min=8)

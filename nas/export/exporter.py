@@ -34,6 +34,8 @@ from nas.export.source import (
     source_text,
     write_source,
 )
+from nas.io import atomic_json
+from nas.run import check_destination, may_overwrite, read_config
 
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)
 MANIFEST = "manifest.json"
@@ -81,14 +83,16 @@ class Artifact:
 
 def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = "source",
            out_dir: str | Path | None = None, *, spec: ModelSpec | None = None, name: str = "",
-           example_input: torch.Tensor | None = None) -> dict[str, Path]:
+           example_input: torch.Tensor | None = None, overwrite: bool | None = None) -> dict[str, Path]:
     """Write ``model_or_run`` in each of ``formats`` to ``out_dir``; returns ``{format: main file}``.
 
     model_or_run: a network built by ``nas`` (pass its ``spec`` for the ``source`` format and for
         detectors / segmenters), a ``nas train`` / ``nas detect`` / ``nas segment`` run folder
         (its ``checkpoints/last.pt``) or a checkpoint file.
-    out_dir: default ``<run>/export`` for a run; required for a module. It must not exist, be
-        empty, or be an earlier export (a ``manifest.json``), whose other formats stay.
+    out_dir: default ``<run>/export`` for a run; required for a module. It must not exist or be
+        empty, unless ``overwrite`` (``None``: :func:`nas.run.may_overwrite`): then the files of the
+        same names are replaced, and an earlier export of the same model keeps its other formats
+        in ``manifest.json``; no other file is touched.
     example_input: the input traced and compared on; default two seeded random images of the
         run's size (for detectors: two scenes of the shapes data, and one narrower image).
     name: the title of the standalone source.
@@ -113,12 +117,13 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
     if spec is None and ("source" in names or task != "classification"):
         raise NasError("the source export needs the architecture: pass spec=ModelSpec(...), a run folder or a "
                        "checkpoint")
-    _check_folder(out)
+    overwrite = may_overwrite(out) if overwrite is None else overwrite
+    check_destination(out, overwrite=overwrite, hint=" (an earlier export's)")
     manifest_path = out / MANIFEST
     manifest = _read_manifest(manifest_path)
     model_data = spec.to_dict() if spec is not None else None
-    if manifest["formats"] and manifest.get("model") != model_data:
-        raise NasError(f"{out} holds the export of another model; pass a new or empty folder")
+    if manifest.get("model") != model_data:
+        manifest = {"formats": {}}  # another model's export is replaced, not added to
     model = _inference_copy(model)
     inputs = _inputs(spec, example_input, size)
     job = ExportJob(model, spec, out, inputs, name)
@@ -163,9 +168,7 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_json(path, manifest)
 
 
 def _needs_torchvision(spec: ModelSpec | None, *, strict: bool) -> bool:
@@ -189,12 +192,6 @@ def _writer(fmt: str) -> Callable[[ExportJob], Artifact]:
     return writer
 
 
-def _check_folder(out: Path) -> None:
-    """Refuse a folder that holds files of something else: only an earlier export is added to."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise NasError(f"{out} exists and is not an earlier export (no {MANIFEST}); pass a new or empty folder")
-
-
 def _resolve(target: str | Path) -> tuple[nn.Module, ModelSpec, Path | None, int | None]:
     """``(model, spec, default out folder, input size)`` of a run folder or checkpoint."""
     path = Path(target)
@@ -212,24 +209,18 @@ def _resolve(target: str | Path) -> tuple[nn.Module, ModelSpec, Path | None, int
     size = spec.image_size
     config = (path if path.is_dir() else path.parent.parent) / "config.json"
     if spec.task == "classification" and config.is_file():
-        with contextlib.suppress(ValueError, AttributeError):
-            size = json.loads(config.read_text()).get("train", {}).get("image_size")
+        with contextlib.suppress(NasError, AttributeError):
+            size = read_config(config).get("train", {}).get("image_size")
     return model, spec, (path / "export" if path.is_dir() else None), size
 
 
 def run_kind(path: str | Path) -> str:
     """The ``kind`` in a run folder's ``config.json`` (``"train"``, ``"detect"``, a search strategy...);
-    a :class:`NasError` when the folder is no run or its config is damaged."""
+    a :class:`NasError` when the folder is no run or its config is damaged (:func:`nas.run.read_config`)."""
     config = Path(path) / "config.json"
     if not config.is_file():
         raise NasError(f"{path} is not a run folder (no config.json); pass a run folder, a checkpoint or a genotype")
-    try:
-        kind = json.loads(config.read_text()).get("kind")
-    except (ValueError, AttributeError):
-        raise NasError(f"{config} is damaged (not a JSON object); the run folder cannot be read") from None
-    if not isinstance(kind, str):
-        raise NasError(f"{config} names no run kind; the run folder cannot be read")
-    return kind
+    return read_config(config)["kind"]
 
 
 def _inference_copy(model: nn.Module) -> nn.Module:
@@ -296,8 +287,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             data = json.loads(path.read_text())
             if isinstance(data, dict) and isinstance(data.get("formats"), dict):
                 return data
-        except json.JSONDecodeError:
-            pass  # a damaged manifest is rewritten from scratch
+        except (ValueError, RecursionError):
+            pass  # a damaged manifest (not JSON, not UTF-8, nested too deeply) is rewritten from scratch
     return {"formats": {}}
 
 

@@ -60,7 +60,7 @@ class TrainConfig:
                                         "space's (darts.yaml: 36), a detection / segmentation backbone 8 or "
                                         "the --init-from run's", min=1)
     layers: int | None = setting(None, "cells of a cell classifier, two of them reductions; unset: the "
-                                 "space's (darts.yaml: 20)", min=1)
+                                 "space's (darts.yaml: 20)", min=3)
     cells_per_stage: int = setting(1, "normal cells per resolution of a backbone (detection, segmentation)", min=1)
     fpn_channels: int = setting(64, "FPN width of a detector (fcos: a multiple of 32)", min=8)
     seed: int = setting(0, "seeds weights, data order, augmentation, drop-path and the detectors' sampling",

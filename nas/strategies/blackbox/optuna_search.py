@@ -61,7 +61,7 @@ from nas.strategies.blackbox.sampling import (
     suggest_genotype,
 )
 from nas.strategies.blackbox.seeded import TrialSeededSampler, not_evaluated
-from nas.strategies.blackbox.settings import PRUNERS
+from nas.strategies.blackbox.settings import DEFAULT_POPULATION, PRUNERS
 
 STRATEGIES = ("random", "tpe", "evolution", "nsga2")
 # metrics a multi-objective search minimises; every other objective is maximised
@@ -127,11 +127,14 @@ def strategy_sampler(strategy: str, mutate: Any, population: int | None, sample_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    population = DEFAULT_POPULATION if population is None else population
     if strategy == "evolution":
-        return RegularizedEvolutionSampler(population_size=population or 20,
-                                           sample_size=sample_size or min(5, population or 20), mutate=mutate,
-                                           seed=seed)
-    return optuna.samplers.NSGAIISampler(population_size=population or 20, seed=seed)
+        if sample_size is not None and not 1 <= sample_size <= population:
+            raise NasError(f"--sample-size must be between 1 and the population ({population}), got {sample_size}")
+        return RegularizedEvolutionSampler(
+            population_size=population, sample_size=min(5, population) if sample_size is None else sample_size,
+            mutate=mutate, seed=seed)
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
 
 
 def make_pruner(name: str, *, max_resource: int | None = None) -> optuna.pruners.BasePruner:
@@ -440,12 +443,15 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         if pruner != "none" and len(objectives) > 1:
             raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
                            "only); drop --pruner or use one objective")
+        # every setting is checked before the run folder exists: the sampler's, the enqueued
+        # genotypes (in this space) and a storage of the user's own
+        make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1,
+                     population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        enqueue = list(enqueue)
+        enqueued = [_enqueued(item, space) for item in enqueue]
+        study_storage = open_storage(storage) if storage is not None else None
         run_id = uuid.uuid4().hex
         study_name = study_name or f"{strategy}-{space.name}"
-        queued = []
-        for item in enqueue:  # checked before the run folder is created
-            genotype = item if isinstance(item, Genotype) else resolve_genotype(str(item))
-            queued.append((item if isinstance(item, str) else short_form(genotype), genotype_to_params(genotype, space)))
         config = {"backend": "optuna", "strategy": strategy, "space": space.name,
                   "space_definition": space.to_dict(),
                   "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
@@ -453,7 +459,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                   "objectives": list(objectives), "directions": objective_directions(objectives, evaluator),
                   "trials": trials, "seed": seed, "storage": storage, "study_name": study_name,
                   "pruner": pruner, "sampler": dict(sampler_kw),
-                  "enqueue": [label for label, _ in queued], "enqueue_params": [params for _, params in queued],
+                  "enqueue": [label for label, _ in enqueued], "enqueue_params": [params for _, params in enqueued],
                   "run_id": run_id}
         run = Run.create(strategy, config, out=out, name=space.name)
     objectives = list(objectives)
@@ -465,7 +471,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     previous_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial comes from us
     try:
-        study_storage = open_storage(url)
+        study_storage = open_storage(url) if resume is not None or storage is None else study_storage
         probe = optuna.create_study(storage=study_storage, study_name=study_name, directions=directions,
                                     load_if_exists=True)
         if list(probe.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
@@ -556,6 +562,16 @@ def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
     for trial in sorted(missing, key=lambda t: t.number):
         run.log(trial_log_record(trial, complete, _directions(study)), step=trial.number)
     return [t.number for t in missing]
+
+
+def _enqueued(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[str, Any]]:
+    """``(label, trial parameters)`` of a genotype to evaluate first, checked against ``space``."""
+    label = item if isinstance(item, str) else short_form(item)
+    try:
+        genotype = item if isinstance(item, Genotype) else resolve_genotype(item)
+        return label, genotype_to_params(genotype, space)
+    except NasError as exc:
+        raise NasError(f"--enqueue {label}: {exc}") from None
 
 
 class _TrialLogger:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.config import setting
+from nas.errors import NasError
 
 DEFAULT_TRIALS = 50
+DEFAULT_POPULATION = 20  # evolution's P and NSGA-II's population when --population is unset
 BACKENDS = ("optuna", "ray")
 PRUNERS = ("none", "sha", "hyperband")
 SCHEDULERS = ("asha", "hyperband", "none")
@@ -58,3 +60,11 @@ class BlackboxSettings:
                                   "this machine only)")
     dashboard_port: int | None = setting(None, "backend ray: port of a local Ray's dashboard (default 8265)",
                                          min=0)
+
+    def check_together(self) -> None:
+        """The checks that involve several fields (:func:`nas.config.check` calls it)."""
+        population = DEFAULT_POPULATION if self.population is None else self.population
+        if self.sample_size is not None and self.sample_size > population:
+            raise NasError(f"--sample-size {self.sample_size} is larger than the population ({population}"
+                           f"{'' if self.population is not None else ', the default'}): a tournament draws from "
+                           "the population; choose at most that many, or a larger --population")
