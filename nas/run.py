@@ -54,6 +54,17 @@ def may_overwrite(path: str | Path) -> bool:
     return any(resolved == allowed or allowed in resolved.parents for allowed in _OVERWRITABLE.get())
 
 
+def fresh_folder(path: str | Path) -> Path:
+    """``path`` when it is missing or empty, else the first missing or empty ``path-2``,
+    ``path-3``, ...: where a command writes by default without touching an earlier result."""
+    path = Path(path)
+    for i in range(1, 10_000):
+        candidate = path if i == 1 else path.with_name(f"{path.name}-{i}")
+        if not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            return candidate
+    raise NasError(f"{path}: 10,000 earlier folders of this name; pass --out")
+
+
 def check_destination(path: str | Path, *, overwrite: bool | None = None, option: str = "--out",
                       hint: str = "") -> Path:
     """Refuse ``path`` as a folder to write into, before anything is made: a file, a path below a

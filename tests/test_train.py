@@ -222,13 +222,19 @@ def test_cli_trains_nb201_and_exports_more_formats(tmp_path, capsys):
                  "--max-train-batches", "1", "--out", str(run), "--no-progress"]) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["images_per_s"] > 0
-    # the training wrote its own export into RUN/export: adding to it is writing into it
-    assert main(["export", str(run), "--format", "torchscript"]) == 2
+    # the training wrote its own export into RUN/export: a later export goes beside it, to RUN/export-2
+    before = (run / "export" / "manifest.json").read_bytes()
+    assert main(["export", str(run), "--format", "torchscript"]) == 0
+    assert (run / "export" / "manifest.json").read_bytes() == before
+    manifest = json.loads((run / "export-2" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"torchscript"}
+    assert manifest["formats"]["torchscript"]["max_abs_diff"] <= TOLERANCE
+    # naming the training's folder is writing into it: refused without --overwrite
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(run / "export")]) == 2
     assert "--overwrite" in capsys.readouterr().err and not (run / "export" / "model.torchscript.pt").exists()
-    assert main(["export", str(run), "--format", "torchscript", "--overwrite"]) == 0
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(run / "export"), "--overwrite"]) == 0
     manifest = json.loads((run / "export" / "manifest.json").read_text())
     assert set(manifest["formats"]) == {"source", "torchscript"}  # the training run's source export is kept
-    assert manifest["formats"]["torchscript"]["max_abs_diff"] <= TOLERANCE
     assert "torchscript" in capsys.readouterr().out
 
 

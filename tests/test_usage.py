@@ -356,8 +356,11 @@ def test_overwrite_lets_each_command_write_where_it_refused(workspace, capsys):
     assert json.loads(Path("full/export/manifest.json").read_text())["formats"].keys() == {"source"}
     # export into a non-empty folder: refused, then written with --overwrite; other files stay
     capsys.readouterr()
-    assert main(["export", "full", "--format", "torchscript"]) == 2
-    assert "--out full/export already exists" in capsys.readouterr().err
+    assert main(["export", "full", "--format", "torchscript"]) == 0  # by default beside the earlier one
+    assert Path("full/export-2/model.torchscript.pt").is_file()
+    assert json.loads(Path("full/export/manifest.json").read_text())["formats"].keys() == {"source"}
+    assert main(["export", "full", "--format", "torchscript", "--out", "exported"]) == 2
+    assert "--out exported already exists" in capsys.readouterr().err
     assert main(["export", "full", "--format", "torchscript", "--out", "exported", "--overwrite"]) == 0
     assert Path("exported/model.py").read_text() == "# an earlier export\n"  # never touched: not written
     manifest = json.loads(Path("exported/manifest.json").read_text())

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="source", help=f"{', '.join(FORMATS)} or all (every format the model's "
                    "task has); several comma-separated (default source). Detectors have source and torchscript "
                    "only")
-    p.add_argument("--out", help="output folder, new or empty (default: RUN/export, or export-<name> for a genotype)")
+    p.add_argument("--out", help="output folder, new or empty (default: RUN/export, or export-<name> for a genotype; when that "
+                   "holds an earlier export, the first free -2, -3, ... beside it)")
     add_overwrite(p)
     p.add_argument("--input-size", type=input_size, help="example input side in pixels for classifiers and "
                    "segmenters (default: the run's, else 32)")
@@ -67,14 +68,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _export_trained(args: argparse.Namespace, target: Path, kind: str | None) -> dict:
     from nas.checkpoint import load_checkpoint
     from nas.export import export
-    from nas.run import read_config
+    from nas.run import fresh_folder, read_config
 
     run_dir = target if kind is not None else None
     source = run_dir / "checkpoints" / f"{args.checkpoint}.pt" if run_dir is not None else target
     if run_dir is not None and not source.is_file():
         raise NasError(f"{run_dir} has no checkpoints/{args.checkpoint}.pt; pass a run folder that finished an epoch")
     out = args.out if args.out is not None else \
-        run_dir / ("export" if args.checkpoint == "last" else "export-best") if run_dir else None
+        fresh_folder(run_dir / ("export" if args.checkpoint == "last" else "export-best")) if run_dir else None
     if out is None:
         raise NasError("pass --out for a checkpoint file: the folder to write the exported files to")
     example = None
@@ -93,7 +94,7 @@ def _export_genotype(args: argparse.Namespace) -> dict:
     from nas.builders import ModelSpec
     from nas.export import export
     from nas.genotype import resolve_genotype
-    from nas.run import seed_everything
+    from nas.run import fresh_folder, seed_everything
     from nas.train.engine import genotype_label
 
     genotype = resolve_genotype(args.target)
@@ -101,7 +102,7 @@ def _export_genotype(args: argparse.Namespace) -> dict:
                             init_channels=args.init_channels, layers=args.layers)
     seed_everything(args.seed)
     name = genotype_label(args.target)
-    out = Path(args.out if args.out is not None else f"export-{name}")
+    out = Path(args.out) if args.out is not None else fresh_folder(f"export-{name}")
     example = _example(args.in_channels, 32 if args.input_size is None else args.input_size)
     return export(spec.build(), args.format, out, example_input=example, spec=spec, name=name,
                   overwrite=args.overwrite)

@@ -35,7 +35,7 @@ from nas.export.source import (
     write_source,
 )
 from nas.io import atomic_json
-from nas.run import check_destination, may_overwrite, read_config
+from nas.run import check_destination, fresh_folder, may_overwrite, read_config
 
 TOLERANCE = 1e-4  # max abs difference allowed between an artifact and the model (float32, CPU)
 MANIFEST = "manifest.json"
@@ -89,7 +89,8 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
     model_or_run: a network built by ``nas`` (pass its ``spec`` for the ``source`` format and for
         detectors / segmenters), a ``nas train`` / ``nas detect`` / ``nas segment`` run folder
         (its ``checkpoints/last.pt``) or a checkpoint file.
-    out_dir: default ``<run>/export`` for a run; required for a module. It must not exist or be
+    out_dir: default ``<run>/export`` for a run (``<run>/export-2``, ... when that holds an earlier
+        export); required for a module. It must not exist or be
         empty, unless ``overwrite`` (``None``: :func:`nas.run.may_overwrite`): then the files of the
         same names are replaced, and an earlier export of the same model keeps its other formats
         in ``manifest.json``; no other file is touched.
@@ -113,7 +114,7 @@ def export(model_or_run: nn.Module | str | Path, formats: str | Sequence[str] = 
         _check_available(fmt)
     if out_dir is None and default_out is None:
         raise NasError("pass out_dir: the folder to write the exported files to")
-    out = Path(out_dir) if out_dir is not None else default_out
+    out = Path(out_dir) if out_dir is not None else fresh_folder(default_out)
     if spec is None and ("source" in names or task != "classification"):
         raise NasError("the source export needs the architecture: pass spec=ModelSpec(...), a run folder or a "
                        "checkpoint")

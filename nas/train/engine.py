@@ -455,8 +455,9 @@ class Trainer:
         if self.adapter.task == "classification":  # a classification run always keeps its standalone source
             formats = tuple(dict.fromkeys(("source", *formats)))
         if formats:
+            # the run's own folder: a resumed run redoes an export a kill interrupted
             exports = export(self.model, formats, run.path / "export", example_input=_example_input(plan),
-                             spec=self.spec, name=plan.label)
+                             spec=self.spec, name=plan.label, overwrite=True)
         metrics = {**self.records[-1], f"best_{objective}": self.best[objective], "best_epoch": self.best["epoch"],
                    **final}
         kill_point("train.before_result")
