@@ -20,9 +20,10 @@ import functools
 import importlib.resources
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -144,7 +145,7 @@ def available_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped_space(name: str) -> SearchSpace:
     return _load_file(SPACES_DIR / f"{name}.yaml")
 
@@ -158,20 +159,20 @@ def load_space(name_or_path: str | Path | SearchSpace | Any) -> SearchSpace:
         return name_or_path.space_definition or load_space(name_or_path.space)
     text = str(name_or_path)
     path = Path(text)
-    if not (path.suffix in (".yaml", ".yml", ".json") or _exists(path)):
-        if text not in available_spaces():
-            raise NasError(f"unknown search space {shorten(text)!r}; known: {', '.join(available_spaces())} "
-                           "(or pass the path of a .yaml space file)")
-        return _shipped_space(text)
-    if not _exists(path) or path.is_dir():
+    if _is_file(path):
+        return _load_file(path)
+    if path.suffix in (".yaml", ".yml", ".json"):
         raise NasError(f"search space file {shorten(text)} not found; check the path")
-    return _load_file(path)
+    if text not in available_spaces():  # a folder of that name is no space either
+        raise NasError(f"unknown search space {shorten(text)!r}; known: {', '.join(available_spaces())} "
+                       "(or pass the path of a .yaml space file)")
+    return _shipped_space(text)
 
 
-def _exists(path: Path) -> bool:
-    """Whether ``path`` exists; a text that cannot be a path (a NUL byte, too long a name) does not."""
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a text that cannot be a path (a NUL byte, too long a name) is not."""
     try:
-        return path.exists()
+        return path.is_file()
     except (OSError, ValueError):
         return False
 

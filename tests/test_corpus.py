@@ -426,6 +426,11 @@ class Corpus:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("corpus")
+    with contextlib.chdir(root):  # the real runs write nothing next to the tests
+        return _make_corpus(root)
+
+
+def _make_corpus(root: Path) -> Corpus:
     marker = root / MARKER
     _genotype_files(root / "g", marker)
     _space_files(root / "s", marker)
@@ -467,24 +472,36 @@ def stat_snapshot(root: Path) -> dict[str, tuple[int, int]]:
 # ------------------------------------------------------------------------------ the cases
 
 
+# Inputs that are not yet refused as they should be, by the part of nas that reads them: the case is
+# expected to fail until that part is changed, and then fails loudly (strict) so the mark is removed.
+PENDING = {
+    "data": "the data layer does not yet refuse this file (strict reading of images, CIFAR batches, "
+            "annotations, tables, checkpoints)",
+    "cli": "the commands do not yet check this value before work starts, or not in one line naming the option",
+    "crash": "resuming does not yet check this run folder's records",
+}
+
+
+def pending(area: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=PENDING[area])
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
     argv: tuple[str, ...]  # "{c}" stands for the corpus folder
     name: str  # what the message must name: the option or the file
-    pending: str | None = None  # the area whose change makes this case pass: data, cli, crash
+    marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
 CASES: list[Case] = []
-OWNERS = ("data", "cli", "crash")
 
 
-def case(id: str, command: str | list[str], name: str, pending: str | None = None, *, tiny: str = "") -> None:
+def case(id: str, command: str | list[str], name: str, *marks: pytest.MarkDecorator, tiny: str = "") -> None:
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if tiny:
         argv = [argv[0], *shlex.split(tiny), *argv[1:]]  # the case's own options come last and win
-    assert pending in (None, *OWNERS)
-    CASES.append(Case(id, tuple(argv), name, pending))
+    CASES.append(Case(id, tuple(argv), name, marks))
 
 
 BUILD = "build --genotype DARTS_V2"
@@ -505,14 +522,14 @@ COCO = "--dataset coco --data-root {c}/coco/images --ann {c}/coco/"
 VOC = "--dataset voc --images {c}/voc/images --num-classes 3 --masks {c}/voc/"
 
 # nas ops, nas spaces
-case("ops-channels-0", "ops --channels 0", "--channels", "cli")
-case("ops-channels-negative", "ops --channels -3", "--channels", "cli")
-case("ops-size-0", "ops --size 0", "--size", "cli")
-case("ops-channels-text", "ops --channels abc", "--channels", "cli")
-case("ops-size-float", "ops --size 1.5", "--size", "cli")
-case("ops-unknown-option", "ops --colour red", "--colour", "cli")
-case("spaces-extra-argument", "spaces darts", "darts", "cli")
-case("spaces-unknown-option", "spaces --space x", "--space", "cli")
+case("ops-channels-0", "ops --channels 0", "--channels", pending("cli"))
+case("ops-channels-negative", "ops --channels -3", "--channels", pending("cli"))
+case("ops-size-0", "ops --size 0", "--size", pending("cli"))
+case("ops-channels-text", "ops --channels abc", "--channels", pending("cli"))
+case("ops-size-float", "ops --size 1.5", "--size", pending("cli"))
+case("ops-unknown-option", "ops --colour red", "--colour", pending("cli"))
+case("spaces-extra-argument", "spaces darts", "darts", pending("cli"))
+case("spaces-unknown-option", "spaces --space x", "--space", pending("cli"))
 
 # genotype files (nas build)
 for file in ("bin", "empty", "deep", "list", "number", "string", "nospace", "frac", "bool", "negative", "range",
@@ -545,15 +562,15 @@ case("build-space-chain-stride-bool", "build --genotype MOBILENETV2 --space {c}/
 case("build-space-missing-file", f"{BUILD} --space {{c}}/s/nope.yaml", "nope.yaml")
 case("build-space-unknown-name", f"{BUILD} --space dartz", "dartz")
 # nas build options
-case("build-init-channels-0", f"{BUILD} --init-channels 0", "--init-channels", "cli")
-case("build-init-channels-text", f"{BUILD} --init-channels abc", "--init-channels", "cli")
-case("build-num-classes-0", f"{BUILD} --num-classes 0", "--num-classes", "cli")
-case("build-layers-2", f"{BUILD} --layers 2", "--layers", "cli")
-case("build-input-size-0", f"{BUILD} --input-size 0", "--input-size", "cli")
-case("build-device-tpu", f"{BUILD} --device tpu", "--device", "cli")
-case("build-plot-missing-folder", f"{BUILD} --plot nowhere/cell.png", "--plot", "cli")
-case("build-plot-existing-file", f"{BUILD} --plot figure.png", "figure.png", "cli")
-case("build-plot-unknown-format", f"{BUILD} --plot cell.jpg2", "--plot", "cli")
+case("build-init-channels-0", f"{BUILD} --init-channels 0", "--init-channels", pending("cli"))
+case("build-init-channels-text", f"{BUILD} --init-channels abc", "--init-channels", pending("cli"))
+case("build-num-classes-0", f"{BUILD} --num-classes 0", "--num-classes", pending("cli"))
+case("build-layers-2", f"{BUILD} --layers 2", "--layers", pending("cli"))
+case("build-input-size-0", f"{BUILD} --input-size 0", "--input-size", pending("cli"))
+case("build-device-tpu", f"{BUILD} --device tpu", "--device", pending("cli"))
+case("build-plot-missing-folder", f"{BUILD} --plot nowhere/cell.png", "--plot", pending("cli"))
+case("build-plot-existing-file", f"{BUILD} --plot figure.png", "figure.png", pending("cli"))
+case("build-plot-unknown-format", f"{BUILD} --plot cell.jpg2", "--plot", pending("cli"))
 
 # nas train: options
 for flag, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-0.1"), ("--lr", "abc"), ("--epochs", "0"),
@@ -563,10 +580,10 @@ for flag, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-0.1"), ("--lr",
                     ("--device", "tpu"), ("--seed", "-1"), ("--seed", "99999999999"), ("--init-channels", "0"),
                     ("--layers", "0"), ("--epochs", "1.5")):
     case(f"train{flag}-{value}", f"{TRAIN} {flag} {value}", flag,
-         "cli" if (flag, value) == ("--device", "tpu") else None, tiny=TRAIN_TINY)
-case("train-dataset-unknown", f"{TRAIN} --dataset mnist", "--dataset", "cli", tiny=TRAIN_TINY)
+         *((pending("cli"),) if (flag, value) == ("--device", "tpu") else ()), tiny=TRAIN_TINY)
+case("train-dataset-unknown", f"{TRAIN} --dataset mnist", "--dataset", pending("cli"), tiny=TRAIN_TINY)
 case("train-out-is-a-file", f"{TRAIN} --out notes.txt", "notes.txt", tiny=TRAIN_TINY)
-case("train-out-below-a-file", f"{TRAIN} --out notes.txt/run", "notes.txt", "cli", tiny=TRAIN_TINY)
+case("train-out-below-a-file", f"{TRAIN} --out notes.txt/run", "notes.txt", pending("cli"), tiny=TRAIN_TINY)
 case("train-out-not-empty", f"{TRAIN} --out full", "full", tiny=TRAIN_TINY)
 case("train-no-genotype", "train", "--genotype", tiny=TRAIN_TINY)
 # nas train: genotypes and spaces
@@ -577,33 +594,33 @@ case("train-space-types3", f"{TRAIN} --space {{c}}/s/types3.yaml", "types3.yaml"
 case("train-space-pytag", f"{TRAIN} --space {{c}}/s/pytag.yaml", "pytag.yaml", tiny=TRAIN_TINY)
 # nas train: data
 IMAGEFOLDER = f"{TRAIN} --dataset imagefolder --data-root {{c}}/d/"
-case("train-images-truncated-png", IMAGEFOLDER + "imgs_trunc", "bad.png", "data", tiny=TRAIN_TINY)
+case("train-images-truncated-png", IMAGEFOLDER + "imgs_trunc", "bad.png", pending("data"), tiny=TRAIN_TINY)
 case("train-images-cut-png", IMAGEFOLDER + "imgs_cut", "cut.png", tiny=TRAIN_TINY)
-case("train-images-zero-bytes", IMAGEFOLDER + "imgs_zero", "zero.jpg", "data", tiny=TRAIN_TINY)
+case("train-images-zero-bytes", IMAGEFOLDER + "imgs_zero", "zero.jpg", pending("data"), tiny=TRAIN_TINY)
 case("train-images-garbage-jpeg", IMAGEFOLDER + "imgs_garbage", "garbage.jpg", tiny=TRAIN_TINY)
 case("train-images-text-as-png", IMAGEFOLDER + "imgs_textpng", "text.png", tiny=TRAIN_TINY)
 case("train-images-empty-folder", IMAGEFOLDER + "imgs_empty", "imgs_empty", tiny=TRAIN_TINY)
 case("train-images-one-class", IMAGEFOLDER + "imgs_oneclass", "imgs_oneclass", tiny=TRAIN_TINY)
 case("train-images-missing-root", IMAGEFOLDER + "nope", "nope", tiny=TRAIN_TINY)
-case("train-images-zip-damaged-image", IMAGEFOLDER + "damaged.zip", "broken.png", "data", tiny=TRAIN_TINY)
+case("train-images-zip-damaged-image", IMAGEFOLDER + "damaged.zip", "broken.png", pending("data"), tiny=TRAIN_TINY)
 case("train-images-not-a-zip", IMAGEFOLDER + "notzip.zip", "notzip.zip", tiny=TRAIN_TINY)
 case("train-images-cut-zip", IMAGEFOLDER + "cutzip.zip", "cutzip.zip", tiny=TRAIN_TINY)
 CIFAR = f"{TRAIN} --dataset cifar10 --data-root {{c}}/d/"
-case("train-cifar-payload", CIFAR + "cifar_payload", "data_batch_1", "data", tiny=TRAIN_TINY)
-case("train-cifar-payload-meta", CIFAR + "cifar_payload_meta", "batches.meta", "data", tiny=TRAIN_TINY)
+case("train-cifar-payload", CIFAR + "cifar_payload", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
+case("train-cifar-payload-meta", CIFAR + "cifar_payload_meta", "batches.meta", pending("data"), tiny=TRAIN_TINY)
 case("train-cifar-truncated", CIFAR + "cifar_trunc", "data_batch_1", tiny=TRAIN_TINY)
-case("train-cifar-list", CIFAR + "cifar_list", "data_batch_1", "data", tiny=TRAIN_TINY)
-case("train-cifar-wrong-shape", CIFAR + "cifar_shape", "data_batch_1", "data", tiny=TRAIN_TINY)
+case("train-cifar-list", CIFAR + "cifar_list", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
+case("train-cifar-wrong-shape", CIFAR + "cifar_shape", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
 case("train-cifar-text", CIFAR + "cifar_text", "data_batch_1", tiny=TRAIN_TINY)
 case("train-cifar-no-labels", CIFAR + "cifar_nolabels", "labels", tiny=TRAIN_TINY)
 case("train-cifar-missing-batch", CIFAR + "cifar_missing", "test_batch", tiny=TRAIN_TINY)
 # nas train --resume
-case("train-resume-truncated-config", "train --resume {c}/r/train_trunc_config", "config.json", "cli")
-case("train-resume-list-config", "train --resume {c}/r/train_list_config", "config.json", "cli")
-case("train-resume-binary-config", "train --resume {c}/r/train_binary_config", "config.json", "cli")
+case("train-resume-truncated-config", "train --resume {c}/r/train_trunc_config", "config.json", pending("cli"))
+case("train-resume-list-config", "train --resume {c}/r/train_list_config", "config.json", pending("cli"))
+case("train-resume-binary-config", "train --resume {c}/r/train_binary_config", "config.json", pending("cli"))
 case("train-resume-no-config", "train --resume {c}/r/train_no_config", "train_no_config")
 case("train-resume-model-fraction", "train --resume {c}/r/train_model_frac", "config.json")
-case("train-resume-no-model", "train --resume {c}/r/train_no_model", "config.json", "cli")
+case("train-resume-no-model", "train --resume {c}/r/train_no_model", "config.json", pending("cli"))
 case("train-resume-truncated-checkpoint", "train --resume {c}/r/train_trunc_ckpt", "last.pt")
 case("train-resume-payload-checkpoint", "train --resume {c}/r/train_payload_ckpt", "last.pt")
 case("train-resume-text-checkpoint", "train --resume {c}/r/train_text_ckpt", "last.pt")
@@ -619,7 +636,7 @@ case("darts-space-types3", f"{DARTS} --space {{c}}/s/types3.yaml", "types3.yaml"
 case("darts-space-pytag", f"{DARTS} --space {{c}}/s/pytag.yaml", "pytag.yaml")
 case("darts-space-chain", f"{DARTS} --space {{c}}/s/chain.yaml", "--strategy")
 case("darts-space-unknown", f"{DARTS} --space dartz", "dartz")
-case("darts-seed-negative", f"{DARTS} --seed -1", "--seed", "cli")
+case("darts-seed-negative", f"{DARTS} --seed -1", "--seed", pending("cli"))
 case("darts-out-is-a-file", f"{DARTS} --out notes.txt", "notes.txt")
 case("darts-out-not-empty", f"{DARTS} --out full", "full")
 case("darts-epochs-0", f"{DARTS} --epochs 0", "--epochs")
@@ -628,13 +645,13 @@ case("darts-order-3", f"{DARTS} --order 3", "--order")
 case("darts-partial-channels", f"{DARTS} --partial-channels 3", "partial channels")
 case("darts-collapse-remedy", f"{DARTS} --collapse-remedy magic", "--collapse-remedy")
 case("darts-train-portion", f"{DARTS} --train-portion 1.5", "--train-portion")
-case("darts-device-tpu", f"{DARTS} --device tpu", "--device", "cli")
-case("darts-strategy-unknown", f"{DARTS} --strategy dartz", "--strategy", "cli")
-case("darts-dataset-unknown", f"{DARTS} --dataset mnist", "--dataset", "cli")
-case("darts-images-truncated", f"{DARTS} --dataset imagefolder --data-root {{c}}/d/imgs_trunc", "bad.png", "data")
-case("darts-cifar-payload", f"{DARTS} --dataset cifar10 --data-root {{c}}/d/cifar_payload", "data_batch_1", "data")
+case("darts-device-tpu", f"{DARTS} --device tpu", "--device", pending("cli"))
+case("darts-strategy-unknown", f"{DARTS} --strategy dartz", "--strategy", pending("cli"))
+case("darts-dataset-unknown", f"{DARTS} --dataset mnist", "--dataset", pending("cli"))
+case("darts-images-truncated", f"{DARTS} --dataset imagefolder --data-root {{c}}/d/imgs_trunc", "bad.png", pending("data"))
+case("darts-cifar-payload", f"{DARTS} --dataset cifar10 --data-root {{c}}/d/cifar_payload", "data_batch_1", pending("data"))
 case("darts-resume-train-checkpoint", "search --resume {c}/r/darts_train_ckpt", "last.pt")
-case("darts-resume-truncated-config", "search --resume {c}/r/darts_trunc_config", "config.json", "cli")
+case("darts-resume-truncated-config", "search --resume {c}/r/darts_trunc_config", "config.json", pending("cli"))
 case("darts-resume-truncated-checkpoint", "search --resume {c}/r/darts_trunc_ckpt", "last.pt")
 case("darts-resume-payload-checkpoint", "search --resume {c}/r/darts_payload_ckpt", "last.pt")
 case("darts-resume-bad-space", "search --resume {c}/r/darts_bad_space", "config.json")
@@ -644,18 +661,18 @@ case("darts-resume-missing", "search --resume {c}/r/nope", "nope")
 # nas search, black-box strategies with the training evaluator
 BLACKBOX = f"search {SEARCH_TRAIN}"
 case("blackbox-trials-0", f"{BLACKBOX} --trials 0", "--trials")
-case("blackbox-epochs-per-trial-0", f"{BLACKBOX} --epochs-per-trial 0", "--epochs-per-trial", "cli")
-case("blackbox-epochs-per-trial-text", f"{BLACKBOX} --epochs-per-trial many", "--epochs-per-trial", "cli")
+case("blackbox-epochs-per-trial-0", f"{BLACKBOX} --epochs-per-trial 0", "--epochs-per-trial", pending("cli"))
+case("blackbox-epochs-per-trial-text", f"{BLACKBOX} --epochs-per-trial many", "--epochs-per-trial", pending("cli"))
 case("evolution-population-0", f"{BLACKBOX} --strategy evolution --population 0", "--population")
 case("evolution-tournament-too-large", f"{BLACKBOX} --strategy evolution --population 4 --sample-size 9",
-     "--sample-size", "cli")
+     "--sample-size", pending("cli"))
 case("nsga2-population-1", f"{BLACKBOX} --strategy nsga2 --population 1", "--population")
-case("blackbox-enqueue-fraction", f"{BLACKBOX} --enqueue {{c}}/g/frac.json", "frac.json", "cli")
-case("blackbox-enqueue-deep", f"{BLACKBOX} --enqueue {{c}}/g/deep.json", "deep.json", "cli")
-case("blackbox-enqueue-binary", f"{BLACKBOX} --strategy evolution --enqueue DARTS_V2,{{c}}/g/bin.json", "bin.json", "cli")
-case("blackbox-enqueue-unknown", f"{BLACKBOX} --enqueue DARTS_V3", "DARTS_V3", "cli")
-case("blackbox-enqueue-other-space", f"{BLACKBOX} --enqueue NB201_RESNET", "NB201_RESNET", "cli")
-case("tpe-storage-bad-url", f"{BLACKBOX} --strategy tpe --storage notaurl", "--storage", "cli")
+case("blackbox-enqueue-fraction", f"{BLACKBOX} --enqueue {{c}}/g/frac.json", "frac.json", pending("cli"))
+case("blackbox-enqueue-deep", f"{BLACKBOX} --enqueue {{c}}/g/deep.json", "deep.json", pending("cli"))
+case("blackbox-enqueue-binary", f"{BLACKBOX} --strategy evolution --enqueue DARTS_V2,{{c}}/g/bin.json", "bin.json", pending("cli"))
+case("blackbox-enqueue-unknown", f"{BLACKBOX} --enqueue DARTS_V3", "DARTS_V3", pending("cli"))
+case("blackbox-enqueue-other-space", f"{BLACKBOX} --enqueue NB201_RESNET", "NB201_RESNET", pending("cli"))
+case("tpe-storage-bad-url", f"{BLACKBOX} --strategy tpe --storage notaurl", "--storage", pending("cli"))
 case("blackbox-objectives-unknown", f"{BLACKBOX} --objectives accuracy", "accuracy")
 case("blackbox-backend-unknown", f"{BLACKBOX} --backend rayy", "--backend")
 case("blackbox-pruner-unknown", f"{BLACKBOX} --pruner median", "--pruner")
@@ -667,43 +684,43 @@ case("blackbox-trial-setting-own-option", f"{BLACKBOX} --trial-setting epochs=3"
 case("blackbox-trial-setting-inf", f"{BLACKBOX} --trial-setting lr=inf", "--trial-setting")
 case("tpe-trial-setting-val-fraction", f"{BLACKBOX} --strategy tpe --trial-setting val_fraction=1",
      "--trial-setting")
-case("blackbox-trial-batch-size-1", f"{BLACKBOX} --trial-batch-size 1", "--trial-batch-size", "cli")
-case("blackbox-trial-init-channels-0", f"{BLACKBOX} --trial-init-channels 0", "--trial-init-channels", "cli")
-case("blackbox-evaluator-unknown", f"{BLACKBOX} --evaluator table", "--evaluator", "cli")
+case("blackbox-trial-batch-size-1", f"{BLACKBOX} --trial-batch-size 1", "--trial-batch-size", pending("cli"))
+case("blackbox-trial-init-channels-0", f"{BLACKBOX} --trial-init-channels 0", "--trial-init-channels", pending("cli"))
+case("blackbox-evaluator-unknown", f"{BLACKBOX} --evaluator table", "--evaluator", pending("cli"))
 case("blackbox-task-head-with-train", f"{BLACKBOX} --task-head fcos", "--task-head")
 case("blackbox-space-icstr", f"{BLACKBOX} --space {{c}}/s/icstr.yaml", "icstr.yaml")
 case("blackbox-space-huge", f"{BLACKBOX} --space {{c}}/s/huge.yaml", "huge.yaml")
 case("blackbox-images-zero-bytes", f"{BLACKBOX} --dataset imagefolder --data-root {{c}}/d/imgs_zero", "zero.jpg",
-     "data")
-case("blackbox-seed-too-large", f"{BLACKBOX} --seed 99999999999", "--seed", "cli")
+     pending("cli"))  # refused by the data layer, but by the trial, after the run folder is made
+case("blackbox-seed-too-large", f"{BLACKBOX} --seed 99999999999", "--seed", pending("cli"))
 case("blackbox-out-not-empty", f"{BLACKBOX} --out full", "full")
 # the table evaluator
 NB201 = f"search {SEARCH_NB201}"
 for table in ("text", "textparams", "shortrow"):
-    case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", ".csv", "data")
+    case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", ".csv", pending("data"))
 for table in ("missingcol", "missingfile", "emptyfile", "mismatch", "binary"):
     case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", table)
 case("nb201-root-missing", f"{NB201} --nb201-root {{c}}/nb201/nope", "nope")
-case("nb201-dataset-unknown", f"{NB201} --nb201-dataset mnist", "--nb201-dataset", "cli")
+case("nb201-dataset-unknown", f"{NB201} --nb201-dataset mnist", "--nb201-dataset", pending("cli"))
 case("nb201-other-space", f"{NB201} --space darts", "--space")
 case("nb201-trial-setting", f"{NB201} --trial-setting lr=0.1", "--trial-setting")
-case("nb201-enqueue-bad-string", f"{NB201} --enqueue |conv~0|+|", "|conv~0|+|", "cli")
-case("nb201-enqueue-out-of-range", f"{NB201} --enqueue {{c}}/g/nb201range.json", "nb201range.json", "cli")
-case("nb201-resume-truncated-config", "search --resume {c}/r/blackbox_trunc_config", "config.json", "cli")
-case("nb201-resume-bad-study", "search --resume {c}/r/blackbox_bad_study", "study.db", "crash")
-case("nb201-resume-bad-table", "search --resume {c}/r/blackbox_bad_table", ".csv", "data")
+case("nb201-enqueue-bad-string", f"{NB201} --enqueue |conv~0|+|", "|conv~0|+|", pending("cli"))
+case("nb201-enqueue-out-of-range", f"{NB201} --enqueue {{c}}/g/nb201range.json", "nb201range.json", pending("cli"))
+case("nb201-resume-truncated-config", "search --resume {c}/r/blackbox_trunc_config", "config.json", pending("cli"))
+case("nb201-resume-bad-study", "search --resume {c}/r/blackbox_bad_study", "study.db", pending("crash"))
+case("nb201-resume-bad-table", "search --resume {c}/r/blackbox_bad_table", ".csv", pending("data"))
 case("nb201-resume-other-strategy", "search --resume {c}/r/blackbox --strategy darts", "--strategy")
 # the detection and segmentation evaluators
 DETECT_SEARCH = f"search {SEARCH_DETECT}"
 SEGMENT_SEARCH = f"search {SEARCH_SEGMENT}"
 case("search-detection-bbox", f"{DETECT_SEARCH} {COCO}bbox3.json", "bbox3.json")
 case("search-detection-not-json", f"{DETECT_SEARCH} {COCO}notjson.json", "notjson.json")
-case("search-detection-truncated-image", f"{DETECT_SEARCH} {COCO}truncimage.json", "trunc.png", "data")
+case("search-detection-truncated-image", f"{DETECT_SEARCH} {COCO}truncimage.json", "trunc.png", pending("data"))
 case("search-detection-head-unknown", f"{DETECT_SEARCH} --task-head yolo", "yolo")
 case("search-detection-image-size", f"{DETECT_SEARCH} --trial-setting image_size=33", "image_size")
 case("search-segmentation-rgb-mask", f"{SEGMENT_SEARCH} {VOC}masks_rgbjpeg", "a.png")
-case("search-segmentation-jpeg-mask", f"{SEGMENT_SEARCH} {VOC}masks_ljpeg", "a.png", "data")
-case("search-segmentation-classes-1", f"{SEGMENT_SEARCH} {VOC}masks_ok --num-classes 1", "--num-classes", "cli")
+case("search-segmentation-jpeg-mask", f"{SEGMENT_SEARCH} {VOC}masks_ljpeg", "a.png", pending("data"))
+case("search-segmentation-classes-1", f"{SEGMENT_SEARCH} {VOC}masks_ok --num-classes 1", "--num-classes", pending("cli"))
 case("search-segmentation-head-unknown", f"{SEGMENT_SEARCH} --task-head segformer", "segformer")
 
 # nas export
@@ -715,7 +732,7 @@ case("export-out-is-a-file", "export {c}/r/train --out notes.txt", "notes.txt")
 case("export-format-unknown", "export earlier --format gif", "gif")
 case("export-input-size-0", "export earlier --input-size 0", "--input-size")
 case("export-checkpoint-best-missing", "export {c}/r/train_no_best --checkpoint best --out x", "best.pt")
-case("export-checkpoint-unknown", "export earlier --checkpoint first", "--checkpoint", "cli")
+case("export-checkpoint-unknown", "export earlier --checkpoint first", "--checkpoint", pending("cli"))
 for file in ("payload", "trunc", "text", "empty", "foreign", "list", "zip"):
     case(f"export-checkpoint-{file}", f"export {{c}}/k/{file}.pt --out x", f"{file}.pt")
 case("export-run-payload-checkpoint", "export {c}/r/train_payload_ckpt --out x", "last.pt")
@@ -724,13 +741,13 @@ case("export-checkpoint-without-out", "export {c}/r/train/checkpoints/last.pt", 
 case("export-genotype-frac", "export {c}/g/frac.json --out x", "frac.json")
 case("export-genotype-deep", "export {c}/g/deep.json --out x", "deep.json")
 case("export-genotype-inline-bool", ["export", json.dumps(_darts_genotype(("sep_conv_3x3", True))), "--out", "x"],
-     "True", "cli")
+     "True", pending("cli"))
 case("export-genotype-unknown", "export DARTS_V3 --out x", "DARTS_V3")
 case("export-genotype-space-types3", "export DARTS_V2 --space {c}/s/types3.yaml --out x", "types3.yaml")
-case("export-num-classes-0", "export DARTS_V2 --num-classes 0 --out x", "--num-classes", "cli")
-case("export-in-channels-0", "export DARTS_V2 --in-channels 0 --out x", "--in-channels", "cli")
-case("export-init-channels-0", "export DARTS_V2 --init-channels 0 --out x", "--init-channels", "cli")
-case("export-seed-negative", "export DARTS_V2 --seed -1 --out x", "--seed", "cli")
+case("export-num-classes-0", "export DARTS_V2 --num-classes 0 --out x", "--num-classes", pending("cli"))
+case("export-in-channels-0", "export DARTS_V2 --in-channels 0 --out x", "--in-channels", pending("cli"))
+case("export-init-channels-0", "export DARTS_V2 --init-channels 0 --out x", "--init-channels", pending("cli"))
+case("export-seed-negative", "export DARTS_V2 --seed -1 --out x", "--seed", pending("cli"))
 case("export-not-a-run", "export {c}/d/imgs_empty --out x", "imgs_empty")
 case("export-search-run-out-not-empty", "export {c}/r/darts --out full", "full")
 
@@ -752,11 +769,11 @@ case("detect-out-not-empty", f"{DETECT} --out full", "full", tiny=TASK_TINY)
 for file in ("bbox3", "negwidth", "bboxstr", "badcat", "badimage", "nofile", "dupid", "notjson", "list",
              "noimages", "binary"):
     case(f"detect-coco-{file}", f"{DETECT} {COCO}{file}.json", f"{file}.json", tiny=TASK_TINY)
-case("detect-coco-deep", f"{DETECT} {COCO}deep.json", "deep.json", "data", tiny=TASK_TINY)
-case("detect-coco-segmentation", f"{DETECT} {COCO}badseg.json", "badseg.json", "data", tiny=TASK_TINY)
-case("detect-coco-segmentation-rle", f"{DETECT} {COCO}segdict.json", "segdict.json", "data", tiny=TASK_TINY)
-case("detect-coco-truncated-image", f"{DETECT} {COCO}truncimage.json", "trunc.png", "data", tiny=TASK_TINY)
-case("detect-coco-size-mismatch", f"{DETECT} {COCO}sizemismatch.json", "sizemismatch.json", "data", tiny=TASK_TINY)
+case("detect-coco-deep", f"{DETECT} {COCO}deep.json", "deep.json", pending("data"), tiny=TASK_TINY)
+case("detect-coco-segmentation", f"{DETECT} {COCO}badseg.json", "badseg.json", pending("data"), tiny=TASK_TINY)
+case("detect-coco-segmentation-rle", f"{DETECT} {COCO}segdict.json", "segdict.json", pending("data"), tiny=TASK_TINY)
+case("detect-coco-truncated-image", f"{DETECT} {COCO}truncimage.json", "trunc.png", pending("data"), tiny=TASK_TINY)
+case("detect-coco-size-mismatch", f"{DETECT} {COCO}sizemismatch.json", "sizemismatch.json", pending("data"), tiny=TASK_TINY)
 case("detect-coco-missing-ann", f"{DETECT} {COCO}nope.json", "nope.json", tiny=TASK_TINY)
 case("detect-coco-missing-images", f"{DETECT} --dataset coco --data-root {{c}}/coco/nope --ann {{c}}/coco/bbox3.json",
      "nope", tiny=TASK_TINY)
@@ -765,20 +782,20 @@ case("detect-init-from-truncated", "detect --init-from {c}/r/train_trunc_ckpt", 
 case("detect-init-from-payload", "detect --init-from {c}/r/train_payload_ckpt", "best.pt", tiny=TASK_TINY)
 case("detect-init-from-text", "detect --init-from {c}/k/text.pt", "text.pt", tiny=TASK_TINY)
 case("detect-resume-train-run", "detect --resume {c}/r/train", "train")
-case("detect-resume-truncated-config", "detect --resume {c}/r/train_trunc_config", "config.json", "cli")
+case("detect-resume-truncated-config", "detect --resume {c}/r/train_trunc_config", "config.json", pending("cli"))
 
 # nas segment
 case("segment-rgb-jpeg-mask", f"{SEGMENT} {VOC}masks_rgbjpeg", "a.png", tiny=TASK_TINY)
-case("segment-grey-jpeg-mask", f"{SEGMENT} {VOC}masks_ljpeg", "a.png", "data", tiny=TASK_TINY)
-case("segment-truncated-mask", f"{SEGMENT} {VOC}masks_trunc", "a.png", "data", tiny=TASK_TINY)
+case("segment-grey-jpeg-mask", f"{SEGMENT} {VOC}masks_ljpeg", "a.png", pending("data"), tiny=TASK_TINY)
+case("segment-truncated-mask", f"{SEGMENT} {VOC}masks_trunc", "a.png", pending("data"), tiny=TASK_TINY)
 case("segment-mask-size", f"{SEGMENT} {VOC}masks_size", "a.png", tiny=TASK_TINY)
-case("segment-mask-class-7", f"{SEGMENT} {VOC}masks_class7", "a.png", "data", tiny=TASK_TINY)
+case("segment-mask-class-7", f"{SEGMENT} {VOC}masks_class7", "a.png", pending("data"), tiny=TASK_TINY)
 case("segment-mask-missing", f"{SEGMENT} {VOC}masks_missing_b", "b.png", tiny=TASK_TINY)
 case("segment-masks-folder-missing", f"{SEGMENT} {VOC}nope", "nope", tiny=TASK_TINY)
 case("segment-damaged-image", f"{SEGMENT} --dataset voc --images {{c}}/voc/images_damaged --masks {{c}}/voc/masks_ok "
-     "--num-classes 3", "a.jpg", "data", tiny=TASK_TINY)
-case("segment-num-classes-1", f"{SEGMENT} {VOC}masks_ok --num-classes 1", "--num-classes", "cli", tiny=TASK_TINY)
-case("segment-num-classes-0", f"{SEGMENT} {VOC}masks_ok --num-classes 0", "--num-classes", "cli", tiny=TASK_TINY)
+     "--num-classes 3", "a.jpg", pending("data"), tiny=TASK_TINY)
+case("segment-num-classes-1", f"{SEGMENT} {VOC}masks_ok --num-classes 1", "--num-classes", pending("cli"), tiny=TASK_TINY)
+case("segment-num-classes-0", f"{SEGMENT} {VOC}masks_ok --num-classes 0", "--num-classes", pending("cli"), tiny=TASK_TINY)
 case("segment-head-unknown", f"{SEGMENT} --head segformer", "segformer", tiny=TASK_TINY)
 case("segment-genotype-bin", "segment --genotype {c}/g/bin.json", "bin.json", tiny=TASK_TINY)
 case("segment-genotype-unknown-op", "segment --genotype {c}/g/unknownop.json", "unknownop.json", tiny=TASK_TINY)
@@ -788,13 +805,7 @@ case("segment-out-is-a-file", f"{SEGMENT} --out notes.txt", "notes.txt", tiny=TA
 case("segment-init-from-blackbox-run", "segment --init-from {c}/r/blackbox", "blackbox", tiny=TASK_TINY)
 
 
-def _marks(c: Case):
-    if c.pending is None:
-        return ()
-    return (pytest.mark.xfail(strict=True, reason=f"needs the {c.pending} changes of this hardening pass"),)
-
-
-@pytest.mark.parametrize("c", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
+@pytest.mark.parametrize("c", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_malformed_input(c: Case, corpus: Corpus, tmp_path: Path, monkeypatch, capsys) -> None:
     work = tmp_path / "work"
     shutil.copytree(corpus.sentinel, work)

@@ -261,7 +261,7 @@ USER_SPACE = ("name: tiny\nkind: cell\nops: [skip_connect, conv_3x3, max_pool_3x
               "network: {init_channels: 4, layers: 3}\n")
 
 
-def user_genotype_file(tmp_path) -> tuple[Genotype, "Path"]:
+def user_genotype_file(tmp_path) -> tuple[Genotype, Path]:
     """A genotype of a user's space saved to genotype.json, with the space file deleted."""
     space_file = tmp_path / "tiny.yaml"
     space_file.write_text(USER_SPACE)

@@ -143,11 +143,22 @@ def test_space_files_that_are_no_text_or_too_large_or_too_deep(tmp_path):
         path.write_bytes(blob)
         with pytest.raises(NasError, match=f"^{path}: {message}"):
             load_space(str(path))
-    for text in ("x" * 5000 + ".yaml", "a\x00b.yaml", str(tmp_path)):  # no such file, not a path, a folder
+    for text in ("x" * 5000 + ".yaml", "a\x00b.yaml", str(tmp_path / "sub.yaml")):  # no such file, not a path
+        (tmp_path / "sub.yaml").mkdir(exist_ok=True)
         with pytest.raises(NasError, match="search space file .* not found"):
             load_space(text)
+    with pytest.raises(NasError, match="unknown search space"):
+        load_space(str(tmp_path))
     with pytest.raises(NasError, match=re.escape("unknown search space 'a\\x00b'")):
         load_space("a\x00b")
+
+
+def test_a_folder_named_like_a_shipped_space_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nb201").mkdir()
+    assert load_space("nb201").name == "nb201"
+    (tmp_path / "darts").write_text("name: mine\nkind: cell\nops: [conv_3x3]\ncell: {}\n")
+    assert load_space("darts").name == "mine"  # a file is a path, as it always was
 
 
 def test_a_space_written_by_nas_reads_back_strictly(tmp_path):

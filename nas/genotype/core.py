@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import networkx as nx
 
@@ -125,10 +126,10 @@ class Genotype:
     source: str = field(default="", compare=False, repr=False)
 
     @staticmethod
-    def from_cells(space: str, **cells: CellGenotype) -> "Genotype":
+    def from_cells(space: str, **cells: CellGenotype) -> Genotype:
         return Genotype(space=space, cells=tuple(cells.items()))
 
-    def with_space(self, space: SearchSpace) -> "Genotype":
+    def with_space(self, space: SearchSpace) -> Genotype:
         """This genotype carrying ``space``'s definition, unless it is a shipped space (whose name
         is enough). Whatever makes a genotype from a space calls this."""
         if space.name != self.space:
@@ -160,7 +161,7 @@ class Genotype:
         return json.dumps(self.to_dict(), indent=indent)
 
     @staticmethod
-    def from_dict(data: Any, source: str = "genotype") -> "Genotype":
+    def from_dict(data: Any, source: str = "genotype") -> Genotype:
         """A genotype from :meth:`to_dict` output (a genotype.json), every field checked by type:
         a mistake is a :class:`NasError` naming ``source`` and the field."""
         if not isinstance(data, dict):
@@ -180,7 +181,7 @@ class Genotype:
         return Genotype(space=space, cells=cells, stages=stages, space_definition=definition, source=source)
 
     @staticmethod
-    def from_json(text: str, source: str = "genotype") -> "Genotype":
+    def from_json(text: str, source: str = "genotype") -> Genotype:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -198,7 +199,7 @@ class Genotype:
         return path
 
     @staticmethod
-    def load(path: str | Path) -> "Genotype":
+    def load(path: str | Path) -> Genotype:
         path = Path(path)
         if not path.is_file():
             raise NasError(f"genotype file {shorten(str(path))} not found; pass a genotype.json or a reference name "
@@ -229,7 +230,7 @@ class Genotype:
             g.add_edge(n, "out", ops=["concat"])
         return g
 
-    def validate(self, space: SearchSpace | str) -> "Genotype":
+    def validate(self, space: SearchSpace | str) -> Genotype:
         """Raise :class:`NasError` unless this genotype belongs to ``space``; returns self."""
         space = load_space(space)
         try:
@@ -246,7 +247,7 @@ class Genotype:
             raise NasError(f"{self.source}: {exc}") from None
         return self
 
-    def prune(self, space: SearchSpace | str) -> "Genotype":
+    def prune(self, space: SearchSpace | str) -> Genotype:
         """Drop what cannot affect the output: ``none`` edges and nodes that do not reach it.
 
         A removed edge becomes ``none``, so the pruned genotype keeps the space's edge count and
