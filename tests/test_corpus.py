@@ -188,6 +188,21 @@ def _image_folders(d: Path, marker: Path) -> None:
     _write(d / "notzip.zip", "not a zip archive\n")
     whole = (d / "damaged.zip").read_bytes()
     _write(d / "cutzip.zip", whole[: len(whole) // 2])
+    png = _png(16, seed=7)
+    for name, blob in (("noiend.png", png[:-12]),  # the end chunk is missing
+                       ("halfjpeg.jpg", _jpeg(32, seed=3)[: len(_jpeg(32, seed=3)) // 2]),
+                       ("header.bmp", b"BM" + bytes(40))):
+        classes(d / f"imgs_{name.split('.')[0]}")
+        _write(d / f"imgs_{name.split('.')[0]}" / "a" / name, blob)
+    with zipfile.ZipFile(_write(d / "deflated.zip", b""), "w", zipfile.ZIP_DEFLATED) as z:
+        for c, cls in enumerate(("a", "b")):
+            for i in range(6):
+                z.writestr(f"{cls}/{i}.png", _png(16, seed=c * 10 + i))
+    blob = bytearray((d / "deflated.zip").read_bytes())
+    info = zipfile.ZipFile(d / "deflated.zip").getinfo("a/2.png")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    blob[start + info.compress_size // 2] ^= 0xFF  # one byte of a member's compressed data
+    _write(d / "deflated.zip", bytes(blob))
 
 
 def _cifar(d: Path, marker: Path) -> None:
@@ -214,6 +229,19 @@ def _cifar(d: Path, marker: Path) -> None:
     tree("cifar_text", data_batch_1=b"this is not a pickle\n")
     tree("cifar_nolabels", data_batch_1=pickle.dumps({"data": np.zeros((2, 3072), dtype=np.uint8)}, protocol=2))
     tree("cifar_missing", test_batch=None)
+    tree("cifar_payload_protocol0", test_batch=pickle.dumps({"data": Payload(marker), "labels": [0]}, protocol=0))
+    tree("cifar_float", data_batch_2=pickle.dumps({"data": np.zeros((2, 3072)), "labels": [0, 1]}, protocol=2))
+    tree("cifar_labels_short", data_batch_2=pickle.dumps({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [0]},
+                                                         protocol=2))
+    tree("cifar_labels_text", data_batch_2=pickle.dumps({"data": np.zeros((2, 3072), dtype=np.uint8),
+                                                         "labels": ["cat", "dog"]}, protocol=2))
+    tree("cifar_label_range", data_batch_2=pickle.dumps({"data": np.zeros((2, 3072), dtype=np.uint8),
+                                                         "labels": [0, 10]}, protocol=2))
+    folder = d / "cifar100_payload" / "cifar-100-python"
+    for file, blob in (("train", {"data": np.zeros((4, 3072), dtype=np.uint8), "fine_labels": [0, 1, 2, 3]}),
+                       ("test", {"data": np.zeros((2, 3072), dtype=np.uint8), "fine_labels": Payload(marker)}),
+                       ("meta", {"fine_label_names": [f"c{i}" for i in range(100)]})):
+        _write(folder / file, pickle.dumps(blob, protocol=2))
 
 
 def _coco(c: Path, marker: Path) -> None:
@@ -257,6 +285,19 @@ def _coco(c: Path, marker: Path) -> None:
     ann("dupid.json", a=lambda data: data["images"].append(dict(data["images"][0])))
     ann("truncimage.json", a=first_image(file_name="trunc.png"))
     ann("sizemismatch.json", a=first_image(width=64, height=48))
+    ann("segtext.json", a=first_annotation(segmentation="abc"))
+    ann("segodd.json", a=first_annotation(segmentation=[[1, 2, 3, 4, 5, 6, 7]]))
+    ann("rlesize.json", a=first_annotation(segmentation={"size": [10, 10], "counts": [100]}))
+    ann("cattrue.json", a=first_annotation(category_id=True))
+    ann("iscrowd2.json", a=first_annotation(iscrowd=2))
+    ann("annstring.json", a=lambda data: data["annotations"].append("an annotation"))
+    ann("nowidth.json", a=lambda data: data["images"][0].pop("width"))
+    ann("widthtext.json", a=first_image(width="32"))
+    ann("imagesdict.json", images={})
+    _write(images / "zero.png", b"")
+    _write(images / "gif.png", b"GIF89a" + bytes(20))
+    ann("zeroimage.json", a=first_image(file_name="zero.png"))
+    ann("gifimage.json", a=first_image(file_name="gif.png"))
     _write(c / "binary.json", b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
     _write(c / "deep.json", "[" * 5_000 + "]" * 5_000)
 
@@ -281,6 +322,13 @@ def _voc(v: Path, marker: Path) -> None:
     _write(images_damaged / "b.jpg", _jpeg(32, seed=2))
     _write(v / "masks_ok" / "a.png", _mask(32))
     _write(v / "masks_ok" / "b.png", _mask(32))
+    bmp = io.BytesIO()
+    Image.new("L", (32, 32)).save(bmp, format="BMP")
+    masks("masks_bmp", bmp.getvalue())
+    masks("masks_empty", b"")
+    masks("masks_text", "not a mask\n")
+    _write(v / "images_empty" / "a.jpg", b"")
+    _write(v / "images_empty" / "b.jpg", _jpeg(32, seed=2))
 
 
 def _mask(size: int, value: int = 1) -> bytes:
@@ -339,6 +387,10 @@ def _nb201(n: Path) -> None:
     tables("emptyfile", short="")
     tables("mismatch", final=NB201_FINAL + f"7,8,9,{few[0]}\n")
     tables("shortrow", short=NB201_SHORT + "".join(f"{i},{a},1\n" for i, a in enumerate(few)))
+    tables("longrow", short=NB201_SHORT + "".join(f"{i},{a},1,2,3,4,5,6,7,8\n" for i, a in enumerate(few)))
+    tables("percent181", final=NB201_FINAL + "".join(f"181,8,9,{a}\n" for a in few))
+    tables("nanfinal", final=NB201_FINAL + "".join(f"nan,8,9,{a}\n" for a in few))
+    tables("headeronly", short=NB201_SHORT)
 
 
 def _quiet_main(argv: list[str]) -> None:
@@ -426,8 +478,12 @@ class Corpus:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("corpus")
-    with contextlib.chdir(root):  # the real runs write nothing next to the tests
+    cwd = Path.cwd()
+    os.chdir(root)  # the real runs write nothing next to the tests
+    try:
         return _make_corpus(root)
+    finally:
+        os.chdir(cwd)
 
 
 def _make_corpus(root: Path) -> Corpus:
@@ -596,6 +652,10 @@ case("train-space-pytag", f"{TRAIN} --space {{c}}/s/pytag.yaml", "pytag.yaml", t
 IMAGEFOLDER = f"{TRAIN} --dataset imagefolder --data-root {{c}}/d/"
 case("train-images-truncated-png", IMAGEFOLDER + "imgs_trunc", "bad.png", pending("data"), tiny=TRAIN_TINY)
 case("train-images-cut-png", IMAGEFOLDER + "imgs_cut", "cut.png", tiny=TRAIN_TINY)
+case("train-images-no-iend", IMAGEFOLDER + "imgs_noiend", "noiend.png", pending("data"), tiny=TRAIN_TINY)
+case("train-images-half-jpeg", IMAGEFOLDER + "imgs_halfjpeg", "halfjpeg.jpg", tiny=TRAIN_TINY)
+case("train-images-bmp-header-only", IMAGEFOLDER + "imgs_header", "header.bmp", tiny=TRAIN_TINY)
+case("train-images-deflated-zip-bad-crc", IMAGEFOLDER + "deflated.zip", "2.png", pending("data"), tiny=TRAIN_TINY)
 case("train-images-zero-bytes", IMAGEFOLDER + "imgs_zero", "zero.jpg", pending("data"), tiny=TRAIN_TINY)
 case("train-images-garbage-jpeg", IMAGEFOLDER + "imgs_garbage", "garbage.jpg", tiny=TRAIN_TINY)
 case("train-images-text-as-png", IMAGEFOLDER + "imgs_textpng", "text.png", tiny=TRAIN_TINY)
@@ -608,6 +668,12 @@ case("train-images-cut-zip", IMAGEFOLDER + "cutzip.zip", "cutzip.zip", tiny=TRAI
 CIFAR = f"{TRAIN} --dataset cifar10 --data-root {{c}}/d/"
 case("train-cifar-payload", CIFAR + "cifar_payload", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
 case("train-cifar-payload-meta", CIFAR + "cifar_payload_meta", "batches.meta", pending("data"), tiny=TRAIN_TINY)
+case("train-cifar-payload-protocol-0", CIFAR + "cifar_payload_protocol0", "test_batch", pending("data"),
+     tiny=TRAIN_TINY)
+case("train-cifar100-payload", f"{TRAIN} --dataset cifar100 --data-root {{c}}/d/cifar100_payload", "test",
+     pending("data"), tiny=TRAIN_TINY)
+for kind in ("float", "labels_short", "labels_text", "label_range"):
+    case(f"train-cifar-{kind}", CIFAR + f"cifar_{kind}", "data_batch_2", pending("data"), tiny=TRAIN_TINY)
 case("train-cifar-truncated", CIFAR + "cifar_trunc", "data_batch_1", tiny=TRAIN_TINY)
 case("train-cifar-list", CIFAR + "cifar_list", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
 case("train-cifar-wrong-shape", CIFAR + "cifar_shape", "data_batch_1", pending("data"), tiny=TRAIN_TINY)
@@ -696,9 +762,9 @@ case("blackbox-seed-too-large", f"{BLACKBOX} --seed 99999999999", "--seed", pend
 case("blackbox-out-not-empty", f"{BLACKBOX} --out full", "full")
 # the table evaluator
 NB201 = f"search {SEARCH_NB201}"
-for table in ("text", "textparams", "shortrow"):
+for table in ("text", "textparams", "shortrow", "longrow", "percent181", "nanfinal"):
     case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", ".csv", pending("data"))
-for table in ("missingcol", "missingfile", "emptyfile", "mismatch", "binary"):
+for table in ("missingcol", "missingfile", "emptyfile", "mismatch", "binary", "headeronly"):
     case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", table)
 case("nb201-root-missing", f"{NB201} --nb201-root {{c}}/nb201/nope", "nope")
 case("nb201-dataset-unknown", f"{NB201} --nb201-dataset mnist", "--nb201-dataset", pending("cli"))
@@ -767,8 +833,12 @@ case("detect-lr-inf", f"{DETECT} --lr inf", "--lr", tiny=TASK_TINY)
 case("detect-dataset-voc", f"{DETECT} --dataset voc", "voc", tiny=TASK_TINY)
 case("detect-out-not-empty", f"{DETECT} --out full", "full", tiny=TASK_TINY)
 for file in ("bbox3", "negwidth", "bboxstr", "badcat", "badimage", "nofile", "dupid", "notjson", "list",
-             "noimages", "binary"):
+             "noimages", "binary", "annstring", "imagesdict"):
     case(f"detect-coco-{file}", f"{DETECT} {COCO}{file}.json", f"{file}.json", tiny=TASK_TINY)
+for file in ("segtext", "segodd", "rlesize", "cattrue", "iscrowd2", "nowidth", "widthtext"):
+    case(f"detect-coco-{file}", f"{DETECT} {COCO}{file}.json", f"{file}.json", pending("data"), tiny=TASK_TINY)
+case("detect-coco-zero-byte-image", f"{DETECT} {COCO}zeroimage.json", "zero.png", pending("data"), tiny=TASK_TINY)
+case("detect-coco-gif-as-png", f"{DETECT} {COCO}gifimage.json", "gif.png", pending("data"), tiny=TASK_TINY)
 case("detect-coco-deep", f"{DETECT} {COCO}deep.json", "deep.json", pending("data"), tiny=TASK_TINY)
 case("detect-coco-segmentation", f"{DETECT} {COCO}badseg.json", "badseg.json", pending("data"), tiny=TASK_TINY)
 case("detect-coco-segmentation-rle", f"{DETECT} {COCO}segdict.json", "segdict.json", pending("data"), tiny=TASK_TINY)
@@ -787,6 +857,11 @@ case("detect-resume-truncated-config", "detect --resume {c}/r/train_trunc_config
 # nas segment
 case("segment-rgb-jpeg-mask", f"{SEGMENT} {VOC}masks_rgbjpeg", "a.png", tiny=TASK_TINY)
 case("segment-grey-jpeg-mask", f"{SEGMENT} {VOC}masks_ljpeg", "a.png", pending("data"), tiny=TASK_TINY)
+case("segment-bmp-mask", f"{SEGMENT} {VOC}masks_bmp", "a.png", pending("data"), tiny=TASK_TINY)
+case("segment-empty-mask", f"{SEGMENT} {VOC}masks_empty", "a.png", pending("data"), tiny=TASK_TINY)
+case("segment-text-mask", f"{SEGMENT} {VOC}masks_text", "a.png", pending("data"), tiny=TASK_TINY)
+case("segment-empty-image", f"{SEGMENT} --dataset voc --images {{c}}/voc/images_empty --masks {{c}}/voc/masks_ok "
+     "--num-classes 3", "a.jpg", pending("data"), tiny=TASK_TINY)
 case("segment-truncated-mask", f"{SEGMENT} {VOC}masks_trunc", "a.png", pending("data"), tiny=TASK_TINY)
 case("segment-mask-size", f"{SEGMENT} {VOC}masks_size", "a.png", tiny=TASK_TINY)
 case("segment-mask-class-7", f"{SEGMENT} {VOC}masks_class7", "a.png", pending("data"), tiny=TASK_TINY)
