@@ -137,7 +137,7 @@ def test_bad_genotype_files(tmp_path):
     with pytest.raises(NasError, match="not valid JSON"):
         Genotype.load(bad)
     bad.write_text('{"cells": 3}')
-    with pytest.raises(NasError, match="not a genotype"):
+    with pytest.raises(NasError, match="'space' must be the name"):
         Genotype.load(bad)
     with pytest.raises(NasError, match="not found"):
         Genotype.load(tmp_path / "missing.json")
@@ -147,12 +147,121 @@ def test_bad_genotype_files(tmp_path):
         from_nb201_string("|conv~0|+|")
 
 
+NORMAL = {"nodes": [[["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]] * 4, "concat": [2, 3, 4, 5]}
+
+
+def _genotype_with(**changes):
+    data = {"space": "darts", "cells": {"normal": NORMAL, "reduction": NORMAL}}
+    data.update(changes)
+    return data
+
+
+def _edge(src, op="sep_conv_3x3"):
+    """The darts genotype with its first edge replaced by ``[op, src]``."""
+    nodes = [[[op, src], ["sep_conv_3x3", 1]]] + NORMAL["nodes"][1:]
+    return _genotype_with(cells={"normal": {"nodes": nodes, "concat": [2, 3, 4, 5]}, "reduction": NORMAL})
+
+
+@pytest.mark.parametrize("data, message", [
+    ([1, 2], "not a genotype \\(a JSON object\\), got a list"),
+    (3, "not a genotype \\(a JSON object\\), got an integer"),
+    ("darts", "got a string"),
+    (None, "got null"),
+    ({"cells": {"normal": NORMAL}}, "'space' must be the name"),
+    (_genotype_with(space=["darts"]), "'space' must be the name .* got \\['darts'\\]"),
+    (_genotype_with(space=""), "'space' must be the name"),
+    (_genotype_with(stages=[["inverted_residual_k3_e1"]]), "'cells' .* or 'stages' .*, not both"),
+    ({"space": "darts"}, "has neither"),
+    (_genotype_with(cell={}), "unknown key 'cell'; did you mean 'cells'"),
+    (_genotype_with(cells=[NORMAL]), "'cells' must map cell types"),
+    (_genotype_with(cells={}), "'cells' must map cell types"),
+    (_genotype_with(cells={"normal": [1]}), "cells.normal must be a mapping with 'nodes' and 'concat', got a list"),
+    (_genotype_with(cells={"normal": {"nodes": []}}), "cells.normal needs 'nodes' and 'concat'"),
+    (_genotype_with(cells={"normal": {**NORMAL, "concatenate": [2]}}), "unknown key 'cells.normal.concatenate'; did you mean 'cells.normal.concat'"),
+    (_genotype_with(cells={"normal": {**NORMAL, "nodes": 4}}), "cells.normal.nodes must be a list of nodes"),
+    (_genotype_with(cells={"normal": {**NORMAL, "nodes": [3]}}), "cells.normal.nodes\\[0\\] must be a list"),
+    (_genotype_with(cells={"normal": {**NORMAL, "nodes": [[["sep_conv_3x3", 0, 1]]]}}),
+     "cells.normal.nodes\\[0\\]\\[0\\] must be an edge \\[op, source node\\]"),
+    (_genotype_with(cells={"normal": {**NORMAL, "nodes": [["sep_conv_3x3"]]}}), "must be an edge"),
+    (_genotype_with(cells={"normal": {**NORMAL, "concat": "2345"}}), "cells.normal.concat must be a list"),
+    (_genotype_with(cells={"normal": {**NORMAL, "concat": [2, 3.0]}}), "concat\\[1\\] must be a node index"),
+    (_genotype_with(cells={"normal": {**NORMAL, "concat": [2, True]}}), "concat\\[1\\] must be a node index"),
+    (_edge(1.5), "nodes\\[0\\]\\[0\\]: the source node must be a node index \\(an integer\\), got 1.5"),
+    (_edge(1.0), "got 1.0"),
+    (_edge(True), "got True"),
+    (_edge("1"), "got '1'"),
+    (_edge(None), "got None"),
+    (_edge(-1), "must be a node index \\(0 or more\\), got -1"),
+    (_edge(0, op=3), "the op must be an op name \\(a string\\), got 3"),
+    (_edge(0, op=""), "the op must be an op name"),
+    (_genotype_with(cells=None, stages=[["inverted_residual_k3_e1"], "abc"]), "stages\\[1\\] must be a list"),
+    (_genotype_with(cells=None, stages=[[1]]), "stages\\[0\\]\\[0\\] must be a block op name"),
+    (_genotype_with(cells=None, stages=[]), "'stages' is empty"),
+    (_genotype_with(space_definition=[1]), "a space file must be a mapping"),
+])
+def test_genotype_fields_are_checked_by_type(data, message):
+    if isinstance(data, dict) and data.get("cells", 0) is None:
+        data = {k: v for k, v in data.items() if k != "cells"}
+    with pytest.raises(NasError, match=f"^g\\.json\\b.*{message}"):
+        Genotype.from_dict(data, "g.json")
+
+
+@pytest.mark.parametrize("data, message", [
+    (_edge(2), "edge 2->2 is out of range or makes a cycle"),
+    (_edge(99), "edge 99->2 is out of range"),
+    (_edge(0, op="sep_conv3x3"), "op 'sep_conv3x3' on edge 0->2 is not in space 'darts'; did you mean 'sep_conv_3x3'"),
+    (_genotype_with(cells={"normal": {**NORMAL, "concat": []}, "reduction": NORMAL}), "concat is empty"),
+])
+def test_genotype_files_are_checked_against_their_space(data, message):
+    with pytest.raises(NasError, match=f"^g\\.json: genotype .*{message}"):
+        Genotype.from_dict(data, "g.json").validate("darts")
+
+
+def test_genotype_file_that_is_no_text_or_too_large_or_too_deep(tmp_path):
+    path = tmp_path / "g.json"
+    for blob, message in [(b"\x89PNG\r\n\x1a\n\x00\xff", "not a text file \\(not UTF-8\\)"),
+                          (b'{"space": "darts\x00"}', "not a text file \\(it holds NUL bytes\\)"),
+                          (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+                          (b'{"space": ' + b"1" * 5000 + b"}", "not valid JSON"),
+                          (b" " * (2 * 1024 * 1024), "too large for a genotype file")]:
+        path.write_bytes(blob)
+        with pytest.raises(NasError, match=f"^{path}: {message}"):
+            Genotype.load(path)
+
+
+def test_genotype_strings_are_checked():
+    import json
+
+    text = json.dumps(_edge(1.5))
+    with pytest.raises(NasError, match="^genotype '.*': cells.normal.nodes\\[0\\]\\[0\\]: the source node"):
+        resolve_genotype(text)
+    assert resolve_genotype(str(get_reference("DARTS_V2"))) == get_reference("DARTS_V2")
+    with pytest.raises(NasError, match="unknown genotype 'DARTS_V3'; did you mean 'DARTS_V2'"):
+        resolve_genotype("DARTS_V3")
+    for text in ("x" * 5000, "a\x00b"):  # not a possible path: still a one-line message
+        with pytest.raises(NasError, match="unknown genotype"):
+            resolve_genotype(text)
+    for arch in ("|nor_conv_3x3~0.5|+|none~0|none~1|+|none~0|none~1|none~2|",
+                 "|nor_conv_3x3~-0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                 "|nor_conv_3x3~ 0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                 "|nor_conv_3x3~0||+|none~0|none~1|+|none~0|none~1|none~2|"):
+        with pytest.raises(NasError, match="not a NAS-Bench-201 arch string"):
+            from_nb201_string(arch)
+    with pytest.raises(NasError, match="has 10000 nodes separated by '\\+', not 3"):
+        from_nb201_string("+".join(["|none~0|"] * 10_000))
+
+
+def test_a_run_folder_without_genotype(tmp_path):
+    with pytest.raises(NasError, match="is a folder without a genotype.json"):
+        resolve_genotype(str(tmp_path))
+
+
 USER_SPACE = ("name: tiny\nkind: cell\nops: [skip_connect, conv_3x3, max_pool_3x3]\n"
               "cell: {inputs: 2, nodes: 2, edges_per_node: 2, output: concat, types: [normal, reduction]}\n"
               "network: {init_channels: 4, layers: 3}\n")
 
 
-def user_genotype_file(tmp_path) -> tuple[Genotype, "Path"]:
+def user_genotype_file(tmp_path) -> tuple[Genotype, Path]:
     """A genotype of a user's space saved to genotype.json, with the space file deleted."""
     space_file = tmp_path / "tiny.yaml"
     space_file.write_text(USER_SPACE)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nas.errors import NasError
@@ -58,6 +60,113 @@ def test_malformed_space_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(NasError, match=message):
         load_space(str(path))
+
+
+CELL = "name: x\nkind: cell\nops: [conv_3x3, skip_connect]\n"
+CHAIN = "name: c\nkind: chain\nblocks: {kernel: [3], expansion: [6]}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (CELL + "cell: {types: 3}\n", "cell.types must be \\[normal\\] or \\[normal, reduction\\], got 3"),
+    (CELL + "cell: {types: normal}\n", "cell.types must be"),
+    (CELL + "cell: {}\nnetwork: {init_channels: '16'}\n", "network.init_channels must be a positive integer, got '16'"),
+    (CELL + "cell: {}\nnetwork: {init_channels: -4}\n", "network.init_channels must be a positive integer, got -4"),
+    (CELL + "cell: {}\nnetwork: {layers: 0}\n", "network.layers must be a positive integer, got 0"),
+    (CELL + "cell: {}\nnetwork: {layers: 8.5}\n", "network.layers must be a positive integer, got 8.5"),
+    (CELL + "cell: {}\nnetwork: {stem_multiplier: true}\n", "network.stem_multiplier must be a positive integer, got True"),
+    (CELL + "cell: {}\nnetwork: {reduction: pool}\n", "network.reduction must be 'cell' or 'residual', got 'pool'"),
+    (CELL + "cell: {}\nnetwork: {head: relu}\n", "network.head must be 'none' or 'bn_relu'"),
+    (CELL + "cell: {}\nnetwork: {init_chanels: 16}\n",
+     "unknown key 'network.init_chanels'; did you mean 'network.init_channels'"),
+    (CELL + "cell: {}\nnetwork: [init_channels, 16]\n", "'network' must be a mapping of macro settings, got a list"),
+    (CELL + "cell: [inputs, 2]\n", "'cell' must be a mapping .*, got a list"),
+    (CELL + "cell: {node: 4}\n", "unknown key 'cell.node'; did you mean 'cell.nodes'"),
+    (CELL + "cell: {nodes: -1}\n", "cell.nodes must be a positive integer, got -1"),
+    (CELL + "cell: {nodes: true}\n", "cell.nodes must be a positive integer, got True"),
+    (CELL + "cell: {nodes: '4'}\n", "cell.nodes must be a positive integer, got '4'"),
+    (CELL + "cell: {inputs: 2.0}\n", "cell.inputs must be a positive integer, got 2.0"),
+    (CELL + "cell: {edges_per_node: some}\n", "cell.edges_per_node must be a positive integer or 'all'"),
+    (CELL + "cell: {edges_per_node: true}\n", "cell.edges_per_node must be a positive integer, got True"),
+    (CELL + "cell: {output: [concat]}\n", "cell.output must be 'concat' or 'last', got \\['concat'\\]"),
+    (CELL + "cell: {}\nextra: 1\n", "unknown key 'extra'"),
+    (CELL + "cells: {}\n", "unknown key 'cells'; did you mean 'cell'"),
+    ("name: x\nkind: cell\nops: conv_3x3\ncell: {}\n", "'ops' must be a non-empty list of op names, got 'conv_3x3'"),
+    ("name: x\nkind: cell\nops: [conv_3x3, 5]\ncell: {}\n", "'ops' must be a non-empty list of op names"),
+    ("name: x\nkind: cell\nops: [conv3x3]\ncell: {}\n", "unknown op 'conv3x3'; did you mean 'conv_3x3'"),
+    ("name: x\nkind: cell\nops: [conv_3x3, conv_3x3]\ncell: {}\n", "'ops' lists an op twice"),
+    ("name: 3\nkind: cell\nops: [conv_3x3]\ncell: {}\n", "'name' must be a short name .*, got 3"),
+    ("name: ../../etc\nkind: cell\nops: [conv_3x3]\ncell: {}\n", "'name' must be a short name"),
+    ("name: [x]\nkind: cell\nops: [conv_3x3]\ncell: {}\n", "'name' must be a short name"),
+    ("name: x\nkind: [cell]\nops: [conv_3x3]\ncell: {}\n", "kind must be 'cell' or 'chain', got \\['cell'\\]"),
+    ("name: x\nkind: {a: 1}\nops: [conv_3x3]\ncell: {}\n", "kind must be 'cell' or 'chain'"),
+    ("name: x\ndescription: [a]\nkind: cell\nops: [conv_3x3]\ncell: {}\n", "'description' must be a string"),
+    (CHAIN + "stages: [{channels: 8, stride: true}]\n", "stages\\[0\\].stride must be 1 or 2, got True"),
+    (CHAIN + "stages: [{channels: 8, stride: 1.0}]\n", "stages\\[0\\].stride must be 1 or 2, got 1.0"),
+    (CHAIN + "stages: [{channels: '8'}]\n", "stages\\[0\\].channels must be a positive integer, got '8'"),
+    (CHAIN + "stages: [{stride: 1}]\n", "missing key 'stages\\[0\\].channels'"),
+    (CHAIN + "stages: [{channels: 8, depth: [1, 0]}]\n", "stages\\[0\\].depth must be a positive integer, got 0"),
+    (CHAIN + "stages: [{channels: 8, depth: []}]\n", "stages\\[0\\].depth must be a positive integer or a non-empty"),
+    (CHAIN + "stages: [{channels: 8, width: 2}]\n", "unknown key 'stages\\[0\\].width'"),
+    (CHAIN + "stages: [8]\n", "stages\\[0\\] must be a mapping .*, got an integer"),
+    (CHAIN + "stages: {channels: 8}\n", "'stages' must be a non-empty list"),
+    (CHAIN + "stages: [{channels: 8}]\nnetwork: {stem_stride: 3}\n", "network.stem_stride must be 1 or 2, got 3"),
+    (CHAIN + "stages: [{channels: 8}]\nnetwork: {layers: 3}\n", "unknown key 'network.layers'"),
+    ("name: c\nkind: chain\nblocks: {kernel: 3, expansion: [6]}\nstages: [{channels: 8}]\n",
+     "blocks.kernel must be a non-empty list of positive integers, got 3"),
+    ("name: c\nkind: chain\nblocks: {kernel: [3.0], expansion: [6]}\nstages: [{channels: 8}]\n",
+     "blocks.kernel must be a non-empty list of positive integers"),
+    ("name: c\nkind: chain\nblocks: {kernel: [3], expansion: [6], se: [maybe]}\nstages: [{channels: 8}]\n",
+     "blocks.se must be a non-empty list of true / false"),
+    ("name: c\nkind: chain\nblocks: {kernel: [3]}\nstages: [{channels: 8}]\n", "missing key 'blocks.expansion'"),
+    ("name: c\nkind: chain\nblocks: {kernel: [4], expansion: [6]}\nstages: [{channels: 8}]\n", "unknown op"),
+    ("name: c\nkind: chain\nblocks: [3, 6]\nstages: [{channels: 8}]\n", "'blocks' must map kernel"),
+    ("!!python/object/apply:os.system [echo hacked]\n", "not valid YAML .*python/object"),
+    ("name: x\nkind: cell\nops: !!python/name:os.system\n", "not valid YAML"),
+    ("name: x\n\tkind: cell\n", "not valid YAML"),
+    ("when: 2024-13-45\n", "not valid YAML"),
+    ("", "a space file must be a mapping .*got null"),
+    ("42\n", "a space file must be a mapping .*got an integer"),
+])
+def test_space_files_are_checked_by_type(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(NasError, match=f"^{path}: {message}"):
+        load_space(str(path))
+
+
+def test_space_files_that_are_no_text_or_too_large_or_too_deep(tmp_path):
+    path = tmp_path / "bad.yaml"
+    for blob, message in [(b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file \\(not UTF-8\\)"),
+                          (b"name: x\x00\n", "not a text file \\(it holds NUL bytes\\)"),
+                          (b"a: " + b"[" * 20_000 + b"]" * 20_000 + b"\n", "nested too deeply"),
+                          (b"# " + b"x" * (2 * 1024 * 1024) + b"\n", "too large for a space file")]:
+        path.write_bytes(blob)
+        with pytest.raises(NasError, match=f"^{path}: {message}"):
+            load_space(str(path))
+    for text in ("x" * 5000 + ".yaml", "a\x00b.yaml", str(tmp_path / "sub.yaml")):  # no such file, not a path
+        (tmp_path / "sub.yaml").mkdir(exist_ok=True)
+        with pytest.raises(NasError, match="search space file .* not found"):
+            load_space(text)
+    with pytest.raises(NasError, match="unknown search space"):
+        load_space(str(tmp_path))
+    with pytest.raises(NasError, match=re.escape("unknown search space 'a\\x00b'")):
+        load_space("a\x00b")
+
+
+def test_a_folder_named_like_a_shipped_space_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nb201").mkdir()
+    assert load_space("nb201").name == "nb201"
+    (tmp_path / "darts").write_text("name: mine\nkind: cell\nops: [conv_3x3]\ncell: {}\n")
+    assert load_space("darts").name == "mine"  # a file is a path, as it always was
+
+
+def test_a_space_written_by_nas_reads_back_strictly(tmp_path):
+    for name in available_spaces():
+        space = load_space(name)
+        from nas.space import space_from_dict
+
+        assert space_from_dict(space.to_dict()).to_dict() == space.to_dict()
 
 
 def test_unknown_space_and_missing_file():

@@ -8,11 +8,13 @@ NB201_RESNET: NAS-Bench-201's ResNet-like cell; MOBILENETV2: the chain closest t
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from nas.errors import NasError
 from nas.genotype.core import CellGenotype, Genotype
 from nas.genotype.nb201 import from_nb201_string
+from nas.space import shorten
 
 
 def _darts_cell(pairs: list[tuple[str, int]]) -> CellGenotype:
@@ -70,20 +72,32 @@ def get_reference(name: str) -> Genotype:
     try:
         return REFERENCES[name.upper()]
     except KeyError:
-        raise NasError(f"unknown genotype {name!r}; known names: {', '.join(REFERENCES)} "
-                       "(or pass the path of a genotype.json)") from None
+        close = difflib.get_close_matches(name.upper(), REFERENCES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise NasError(f"unknown genotype {shorten(name)!r}; {hint}known names: {', '.join(REFERENCES)} "
+                       "(or pass the path of a genotype.json, a run folder or a NAS-Bench-201 arch string)") from None
 
 
 def resolve_genotype(name_or_path: str) -> Genotype:
-    """A reference name, a genotype.json path, a run folder or a NAS-Bench-201 arch string."""
+    """A reference name, a genotype.json path, a run folder, a NAS-Bench-201 arch string or a
+    genotype's JSON itself (``str(genotype)``)."""
     text = str(name_or_path)
     if text.upper() in REFERENCES:
         return REFERENCES[text.upper()]
     if text.startswith("|"):
         return from_nb201_string(text)
+    if text.lstrip().startswith("{"):
+        return Genotype.from_json(text, source=f"genotype {shorten(text.strip(), 40)!r}")
     path = Path(text)
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        is_dir = exists = False
+    if is_dir:
+        if not (path / "genotype.json").is_file():
+            raise NasError(f"{shorten(text)} is a folder without a genotype.json; pass a run folder of `nas search` "
+                           "or `nas train`, a genotype.json or a reference name")
         path = path / "genotype.json"
-    if path.suffix == ".json" or path.exists():
+    if path.suffix == ".json" or exists or is_dir:
         return Genotype.load(path)
     return get_reference(text)
