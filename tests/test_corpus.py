@@ -533,18 +533,6 @@ def stat_snapshot(root: Path) -> dict[str, tuple[int, int]]:
 # ------------------------------------------------------------------------------ the cases
 
 
-# Inputs that are not yet refused as they should be, by the part of nas that reads them: the case is
-# expected to fail until that part is changed, and then fails loudly (strict) so the mark is removed.
-PENDING = {
-    "cli": "the commands do not yet check this value before work starts, or not in one line naming the option",
-    "crash": "resuming does not yet check this run folder's records",
-}
-
-
-def pending(area: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=PENDING[area])
-
-
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -581,14 +569,14 @@ COCO = "--dataset coco --data-root {c}/coco/images --ann {c}/coco/"
 VOC = "--dataset voc --images {c}/voc/images --num-classes 3 --masks {c}/voc/"
 
 # nas ops, nas spaces
-case("ops-channels-0", "ops --channels 0", "--channels", pending("cli"))
-case("ops-channels-negative", "ops --channels -3", "--channels", pending("cli"))
-case("ops-size-0", "ops --size 0", "--size", pending("cli"))
-case("ops-channels-text", "ops --channels abc", "--channels", pending("cli"))
-case("ops-size-float", "ops --size 1.5", "--size", pending("cli"))
-case("ops-unknown-option", "ops --colour red", "--colour", pending("cli"))
-case("spaces-extra-argument", "spaces darts", "darts", pending("cli"))
-case("spaces-unknown-option", "spaces --space x", "--space", pending("cli"))
+case("ops-channels-0", "ops --channels 0", "--channels")
+case("ops-channels-negative", "ops --channels -3", "--channels")
+case("ops-size-0", "ops --size 0", "--size")
+case("ops-channels-text", "ops --channels abc", "--channels")
+case("ops-size-float", "ops --size 1.5", "--size")
+case("ops-unknown-option", "ops --colour red", "--colour")
+case("spaces-extra-argument", "spaces darts", "darts")
+case("spaces-unknown-option", "spaces --space x", "--space")
 
 # genotype files (nas build)
 for file in ("bin", "empty", "deep", "list", "number", "string", "nospace", "frac", "bool", "negative", "range",
@@ -621,15 +609,15 @@ case("build-space-chain-stride-bool", "build --genotype MOBILENETV2 --space {c}/
 case("build-space-missing-file", f"{BUILD} --space {{c}}/s/nope.yaml", "nope.yaml")
 case("build-space-unknown-name", f"{BUILD} --space dartz", "dartz")
 # nas build options
-case("build-init-channels-0", f"{BUILD} --init-channels 0", "--init-channels", pending("cli"))
-case("build-init-channels-text", f"{BUILD} --init-channels abc", "--init-channels", pending("cli"))
-case("build-num-classes-0", f"{BUILD} --num-classes 0", "--num-classes", pending("cli"))
-case("build-layers-2", f"{BUILD} --layers 2", "--layers", pending("cli"))
-case("build-input-size-0", f"{BUILD} --input-size 0", "--input-size", pending("cli"))
-case("build-device-tpu", f"{BUILD} --device tpu", "--device", pending("cli"))
-case("build-plot-missing-folder", f"{BUILD} --plot nowhere/cell.png", "--plot", pending("cli"))
-case("build-plot-existing-file", f"{BUILD} --plot figure.png", "figure.png", pending("cli"))
-case("build-plot-unknown-format", f"{BUILD} --plot cell.jpg2", "--plot", pending("cli"))
+case("build-init-channels-0", f"{BUILD} --init-channels 0", "--init-channels")
+case("build-init-channels-text", f"{BUILD} --init-channels abc", "--init-channels")
+case("build-num-classes-0", f"{BUILD} --num-classes 0", "--num-classes")
+case("build-layers-2", f"{BUILD} --layers 2", "--layers")
+case("build-input-size-0", f"{BUILD} --input-size 0", "--input-size")
+case("build-device-tpu", f"{BUILD} --device tpu", "--device")
+case("build-plot-missing-folder", f"{BUILD} --plot nowhere/cell.png", "--plot")
+case("build-plot-existing-file", f"{BUILD} --plot figure.png", "figure.png")
+case("build-plot-unknown-format", f"{BUILD} --plot cell.jpg2", "--plot")
 
 # nas train: options
 for flag, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-0.1"), ("--lr", "abc"), ("--epochs", "0"),
@@ -639,10 +627,10 @@ for flag, value in (("--lr", "inf"), ("--lr", "nan"), ("--lr", "-0.1"), ("--lr",
                     ("--device", "tpu"), ("--seed", "-1"), ("--seed", "99999999999"), ("--init-channels", "0"),
                     ("--layers", "0"), ("--epochs", "1.5")):
     case(f"train{flag}-{value}", f"{TRAIN} {flag} {value}", flag,
-         *((pending("cli"),) if (flag, value) == ("--device", "tpu") else ()), tiny=TRAIN_TINY)
-case("train-dataset-unknown", f"{TRAIN} --dataset mnist", "--dataset", pending("cli"), tiny=TRAIN_TINY)
+         tiny=TRAIN_TINY)
+case("train-dataset-unknown", f"{TRAIN} --dataset mnist", "--dataset", tiny=TRAIN_TINY)
 case("train-out-is-a-file", f"{TRAIN} --out notes.txt", "notes.txt", tiny=TRAIN_TINY)
-case("train-out-below-a-file", f"{TRAIN} --out notes.txt/run", "notes.txt", pending("cli"), tiny=TRAIN_TINY)
+case("train-out-below-a-file", f"{TRAIN} --out notes.txt/run", "notes.txt", tiny=TRAIN_TINY)
 case("train-out-not-empty", f"{TRAIN} --out full", "full", tiny=TRAIN_TINY)
 case("train-no-genotype", "train", "--genotype", tiny=TRAIN_TINY)
 # nas train: genotypes and spaces
@@ -684,12 +672,12 @@ case("train-cifar-text", CIFAR + "cifar_text", "data_batch_1", tiny=TRAIN_TINY)
 case("train-cifar-no-labels", CIFAR + "cifar_nolabels", "labels", tiny=TRAIN_TINY)
 case("train-cifar-missing-batch", CIFAR + "cifar_missing", "test_batch", tiny=TRAIN_TINY)
 # nas train --resume
-case("train-resume-truncated-config", "train --resume {c}/r/train_trunc_config", "config.json", pending("cli"))
-case("train-resume-list-config", "train --resume {c}/r/train_list_config", "config.json", pending("cli"))
-case("train-resume-binary-config", "train --resume {c}/r/train_binary_config", "config.json", pending("cli"))
+case("train-resume-truncated-config", "train --resume {c}/r/train_trunc_config", "config.json")
+case("train-resume-list-config", "train --resume {c}/r/train_list_config", "config.json")
+case("train-resume-binary-config", "train --resume {c}/r/train_binary_config", "config.json")
 case("train-resume-no-config", "train --resume {c}/r/train_no_config", "train_no_config")
 case("train-resume-model-fraction", "train --resume {c}/r/train_model_frac", "config.json")
-case("train-resume-no-model", "train --resume {c}/r/train_no_model", "config.json", pending("cli"))
+case("train-resume-no-model", "train --resume {c}/r/train_no_model", "config.json")
 case("train-resume-truncated-checkpoint", "train --resume {c}/r/train_trunc_ckpt", "last.pt")
 case("train-resume-payload-checkpoint", "train --resume {c}/r/train_payload_ckpt", "last.pt")
 case("train-resume-text-checkpoint", "train --resume {c}/r/train_text_ckpt", "last.pt")
@@ -705,7 +693,7 @@ case("darts-space-types3", f"{DARTS} --space {{c}}/s/types3.yaml", "types3.yaml"
 case("darts-space-pytag", f"{DARTS} --space {{c}}/s/pytag.yaml", "pytag.yaml")
 case("darts-space-chain", f"{DARTS} --space {{c}}/s/chain.yaml", "--strategy")
 case("darts-space-unknown", f"{DARTS} --space dartz", "dartz")
-case("darts-seed-negative", f"{DARTS} --seed -1", "--seed", pending("cli"))
+case("darts-seed-negative", f"{DARTS} --seed -1", "--seed")
 case("darts-out-is-a-file", f"{DARTS} --out notes.txt", "notes.txt")
 case("darts-out-not-empty", f"{DARTS} --out full", "full")
 case("darts-epochs-0", f"{DARTS} --epochs 0", "--epochs")
@@ -714,13 +702,13 @@ case("darts-order-3", f"{DARTS} --order 3", "--order")
 case("darts-partial-channels", f"{DARTS} --partial-channels 3", "partial channels")
 case("darts-collapse-remedy", f"{DARTS} --collapse-remedy magic", "--collapse-remedy")
 case("darts-train-portion", f"{DARTS} --train-portion 1.5", "--train-portion")
-case("darts-device-tpu", f"{DARTS} --device tpu", "--device", pending("cli"))
-case("darts-strategy-unknown", f"{DARTS} --strategy dartz", "--strategy", pending("cli"))
-case("darts-dataset-unknown", f"{DARTS} --dataset mnist", "--dataset", pending("cli"))
+case("darts-device-tpu", f"{DARTS} --device tpu", "--device")
+case("darts-strategy-unknown", f"{DARTS} --strategy dartz", "--strategy")
+case("darts-dataset-unknown", f"{DARTS} --dataset mnist", "--dataset")
 case("darts-images-truncated", f"{DARTS} --dataset imagefolder --data-root {{c}}/d/imgs_trunc", "bad.png")
 case("darts-cifar-payload", f"{DARTS} --dataset cifar10 --data-root {{c}}/d/cifar_payload", "data_batch_1")
 case("darts-resume-train-checkpoint", "search --resume {c}/r/darts_train_ckpt", "last.pt")
-case("darts-resume-truncated-config", "search --resume {c}/r/darts_trunc_config", "config.json", pending("cli"))
+case("darts-resume-truncated-config", "search --resume {c}/r/darts_trunc_config", "config.json")
 case("darts-resume-truncated-checkpoint", "search --resume {c}/r/darts_trunc_ckpt", "last.pt")
 case("darts-resume-payload-checkpoint", "search --resume {c}/r/darts_payload_ckpt", "last.pt")
 case("darts-resume-bad-space", "search --resume {c}/r/darts_bad_space", "config.json")
@@ -730,18 +718,18 @@ case("darts-resume-missing", "search --resume {c}/r/nope", "nope")
 # nas search, black-box strategies with the training evaluator
 BLACKBOX = f"search {SEARCH_TRAIN}"
 case("blackbox-trials-0", f"{BLACKBOX} --trials 0", "--trials")
-case("blackbox-epochs-per-trial-0", f"{BLACKBOX} --epochs-per-trial 0", "--epochs-per-trial", pending("cli"))
-case("blackbox-epochs-per-trial-text", f"{BLACKBOX} --epochs-per-trial many", "--epochs-per-trial", pending("cli"))
+case("blackbox-epochs-per-trial-0", f"{BLACKBOX} --epochs-per-trial 0", "--epochs-per-trial")
+case("blackbox-epochs-per-trial-text", f"{BLACKBOX} --epochs-per-trial many", "--epochs-per-trial")
 case("evolution-population-0", f"{BLACKBOX} --strategy evolution --population 0", "--population")
 case("evolution-tournament-too-large", f"{BLACKBOX} --strategy evolution --population 4 --sample-size 9",
-     "--sample-size", pending("cli"))
+     "--sample-size")
 case("nsga2-population-1", f"{BLACKBOX} --strategy nsga2 --population 1", "--population")
-case("blackbox-enqueue-fraction", f"{BLACKBOX} --enqueue {{c}}/g/frac.json", "frac.json", pending("cli"))
-case("blackbox-enqueue-deep", f"{BLACKBOX} --enqueue {{c}}/g/deep.json", "deep.json", pending("cli"))
-case("blackbox-enqueue-binary", f"{BLACKBOX} --strategy evolution --enqueue DARTS_V2,{{c}}/g/bin.json", "bin.json", pending("cli"))
-case("blackbox-enqueue-unknown", f"{BLACKBOX} --enqueue DARTS_V3", "DARTS_V3", pending("cli"))
-case("blackbox-enqueue-other-space", f"{BLACKBOX} --enqueue NB201_RESNET", "NB201_RESNET", pending("cli"))
-case("tpe-storage-bad-url", f"{BLACKBOX} --strategy tpe --storage notaurl", "--storage", pending("cli"))
+case("blackbox-enqueue-fraction", f"{BLACKBOX} --enqueue {{c}}/g/frac.json", "frac.json")
+case("blackbox-enqueue-deep", f"{BLACKBOX} --enqueue {{c}}/g/deep.json", "deep.json")
+case("blackbox-enqueue-binary", f"{BLACKBOX} --strategy evolution --enqueue DARTS_V2,{{c}}/g/bin.json", "bin.json")
+case("blackbox-enqueue-unknown", f"{BLACKBOX} --enqueue DARTS_V3", "DARTS_V3")
+case("blackbox-enqueue-other-space", f"{BLACKBOX} --enqueue NB201_RESNET", "NB201_RESNET")
+case("tpe-storage-bad-url", f"{BLACKBOX} --strategy tpe --storage notaurl", "--storage")
 case("blackbox-objectives-unknown", f"{BLACKBOX} --objectives accuracy", "accuracy")
 case("blackbox-backend-unknown", f"{BLACKBOX} --backend rayy", "--backend")
 case("blackbox-pruner-unknown", f"{BLACKBOX} --pruner median", "--pruner")
@@ -753,15 +741,14 @@ case("blackbox-trial-setting-own-option", f"{BLACKBOX} --trial-setting epochs=3"
 case("blackbox-trial-setting-inf", f"{BLACKBOX} --trial-setting lr=inf", "--trial-setting")
 case("tpe-trial-setting-val-fraction", f"{BLACKBOX} --strategy tpe --trial-setting val_fraction=1",
      "--trial-setting")
-case("blackbox-trial-batch-size-1", f"{BLACKBOX} --trial-batch-size 1", "--trial-batch-size", pending("cli"))
-case("blackbox-trial-init-channels-0", f"{BLACKBOX} --trial-init-channels 0", "--trial-init-channels", pending("cli"))
-case("blackbox-evaluator-unknown", f"{BLACKBOX} --evaluator table", "--evaluator", pending("cli"))
+case("blackbox-trial-batch-size-1", f"{BLACKBOX} --trial-batch-size 1", "--trial-batch-size")
+case("blackbox-trial-init-channels-0", f"{BLACKBOX} --trial-init-channels 0", "--trial-init-channels")
+case("blackbox-evaluator-unknown", f"{BLACKBOX} --evaluator table", "--evaluator")
 case("blackbox-task-head-with-train", f"{BLACKBOX} --task-head fcos", "--task-head")
 case("blackbox-space-icstr", f"{BLACKBOX} --space {{c}}/s/icstr.yaml", "icstr.yaml")
 case("blackbox-space-huge", f"{BLACKBOX} --space {{c}}/s/huge.yaml", "huge.yaml")
-case("blackbox-images-zero-bytes", f"{BLACKBOX} --dataset imagefolder --data-root {{c}}/d/imgs_zero", "zero.jpg",
-     pending("cli"))  # refused by the data layer, but by the trial, after the run folder is made
-case("blackbox-seed-too-large", f"{BLACKBOX} --seed 99999999999", "--seed", pending("cli"))
+case("blackbox-images-zero-bytes", f"{BLACKBOX} --dataset imagefolder --data-root {{c}}/d/imgs_zero", "zero.jpg")  # refused by the data layer, but by the trial, after the run folder is made
+case("blackbox-seed-too-large", f"{BLACKBOX} --seed 99999999999", "--seed")
 case("blackbox-out-not-empty", f"{BLACKBOX} --out full", "full")
 # the table evaluator
 NB201 = f"search {SEARCH_NB201}"
@@ -770,13 +757,13 @@ for table in ("text", "textparams", "shortrow", "longrow", "percent181", "nanfin
 for table in ("missingcol", "missingfile", "emptyfile", "mismatch", "binary", "headeronly"):
     case(f"nb201-table-{table}", f"{NB201} --nb201-root {{c}}/nb201/{table}", table)
 case("nb201-root-missing", f"{NB201} --nb201-root {{c}}/nb201/nope", "nope")
-case("nb201-dataset-unknown", f"{NB201} --nb201-dataset mnist", "--nb201-dataset", pending("cli"))
+case("nb201-dataset-unknown", f"{NB201} --nb201-dataset mnist", "--nb201-dataset")
 case("nb201-other-space", f"{NB201} --space darts", "--space")
 case("nb201-trial-setting", f"{NB201} --trial-setting lr=0.1", "--trial-setting")
-case("nb201-enqueue-bad-string", f"{NB201} --enqueue |conv~0|+|", "|conv~0|+|", pending("cli"))
-case("nb201-enqueue-out-of-range", f"{NB201} --enqueue {{c}}/g/nb201range.json", "nb201range.json", pending("cli"))
-case("nb201-resume-truncated-config", "search --resume {c}/r/blackbox_trunc_config", "config.json", pending("cli"))
-case("nb201-resume-bad-study", "search --resume {c}/r/blackbox_bad_study", "study.db", pending("crash"))
+case("nb201-enqueue-bad-string", f"{NB201} --enqueue |conv~0|+|", "|conv~0|+|")
+case("nb201-enqueue-out-of-range", f"{NB201} --enqueue {{c}}/g/nb201range.json", "nb201range.json")
+case("nb201-resume-truncated-config", "search --resume {c}/r/blackbox_trunc_config", "config.json")
+case("nb201-resume-bad-study", "search --resume {c}/r/blackbox_bad_study", "study.db")
 case("nb201-resume-bad-table", "search --resume {c}/r/blackbox_bad_table", ".csv")
 case("nb201-resume-other-strategy", "search --resume {c}/r/blackbox --strategy darts", "--strategy")
 # the detection and segmentation evaluators
@@ -789,7 +776,7 @@ case("search-detection-head-unknown", f"{DETECT_SEARCH} --task-head yolo", "yolo
 case("search-detection-image-size", f"{DETECT_SEARCH} --trial-setting image_size=33", "image_size")
 case("search-segmentation-rgb-mask", f"{SEGMENT_SEARCH} {VOC}masks_rgbjpeg", "a.png")
 case("search-segmentation-jpeg-mask", f"{SEGMENT_SEARCH} {VOC}masks_ljpeg", "a.png")
-case("search-segmentation-classes-1", f"{SEGMENT_SEARCH} {VOC}masks_ok --num-classes 1", "--num-classes", pending("cli"))
+case("search-segmentation-classes-1", f"{SEGMENT_SEARCH} {VOC}masks_ok --num-classes 1", "--num-classes")
 case("search-segmentation-head-unknown", f"{SEGMENT_SEARCH} --task-head segformer", "segformer")
 
 # nas export
@@ -801,7 +788,7 @@ case("export-out-is-a-file", "export {c}/r/train --out notes.txt", "notes.txt")
 case("export-format-unknown", "export earlier --format gif", "gif")
 case("export-input-size-0", "export earlier --input-size 0", "--input-size")
 case("export-checkpoint-best-missing", "export {c}/r/train_no_best --checkpoint best --out x", "best.pt")
-case("export-checkpoint-unknown", "export earlier --checkpoint first", "--checkpoint", pending("cli"))
+case("export-checkpoint-unknown", "export earlier --checkpoint first", "--checkpoint")
 for file in ("payload", "trunc", "text", "empty", "foreign", "list", "zip"):
     case(f"export-checkpoint-{file}", f"export {{c}}/k/{file}.pt --out x", f"{file}.pt")
 case("export-run-payload-checkpoint", "export {c}/r/train_payload_ckpt --out x", "last.pt")
@@ -810,13 +797,13 @@ case("export-checkpoint-without-out", "export {c}/r/train/checkpoints/last.pt", 
 case("export-genotype-frac", "export {c}/g/frac.json --out x", "frac.json")
 case("export-genotype-deep", "export {c}/g/deep.json --out x", "deep.json")
 case("export-genotype-inline-bool", ["export", json.dumps(_darts_genotype(("sep_conv_3x3", True))), "--out", "x"],
-     "True", pending("cli"))
+     "True")
 case("export-genotype-unknown", "export DARTS_V3 --out x", "DARTS_V3")
 case("export-genotype-space-types3", "export DARTS_V2 --space {c}/s/types3.yaml --out x", "types3.yaml")
-case("export-num-classes-0", "export DARTS_V2 --num-classes 0 --out x", "--num-classes", pending("cli"))
-case("export-in-channels-0", "export DARTS_V2 --in-channels 0 --out x", "--in-channels", pending("cli"))
-case("export-init-channels-0", "export DARTS_V2 --init-channels 0 --out x", "--init-channels", pending("cli"))
-case("export-seed-negative", "export DARTS_V2 --seed -1 --out x", "--seed", pending("cli"))
+case("export-num-classes-0", "export DARTS_V2 --num-classes 0 --out x", "--num-classes")
+case("export-in-channels-0", "export DARTS_V2 --in-channels 0 --out x", "--in-channels")
+case("export-init-channels-0", "export DARTS_V2 --init-channels 0 --out x", "--init-channels")
+case("export-seed-negative", "export DARTS_V2 --seed -1 --out x", "--seed")
 case("export-not-a-run", "export {c}/d/imgs_empty --out x", "imgs_empty")
 case("export-search-run-out-not-empty", "export {c}/r/darts --out full", "full")
 
@@ -855,7 +842,7 @@ case("detect-init-from-truncated", "detect --init-from {c}/r/train_trunc_ckpt", 
 case("detect-init-from-payload", "detect --init-from {c}/r/train_payload_ckpt", "best.pt", tiny=TASK_TINY)
 case("detect-init-from-text", "detect --init-from {c}/k/text.pt", "text.pt", tiny=TASK_TINY)
 case("detect-resume-train-run", "detect --resume {c}/r/train", "train")
-case("detect-resume-truncated-config", "detect --resume {c}/r/train_trunc_config", "config.json", pending("cli"))
+case("detect-resume-truncated-config", "detect --resume {c}/r/train_trunc_config", "config.json")
 
 # nas segment
 case("segment-rgb-jpeg-mask", f"{SEGMENT} {VOC}masks_rgbjpeg", "a.png", tiny=TASK_TINY)
@@ -872,8 +859,8 @@ case("segment-mask-missing", f"{SEGMENT} {VOC}masks_missing_b", "b.png", tiny=TA
 case("segment-masks-folder-missing", f"{SEGMENT} {VOC}nope", "nope", tiny=TASK_TINY)
 case("segment-damaged-image", f"{SEGMENT} --dataset voc --images {{c}}/voc/images_damaged --masks {{c}}/voc/masks_ok "
      "--num-classes 3", "a.jpg", tiny=TASK_TINY)
-case("segment-num-classes-1", f"{SEGMENT} {VOC}masks_ok --num-classes 1", "--num-classes", pending("cli"), tiny=TASK_TINY)
-case("segment-num-classes-0", f"{SEGMENT} {VOC}masks_ok --num-classes 0", "--num-classes", pending("cli"), tiny=TASK_TINY)
+case("segment-num-classes-1", f"{SEGMENT} {VOC}masks_ok --num-classes 1", "--num-classes", tiny=TASK_TINY)
+case("segment-num-classes-0", f"{SEGMENT} {VOC}masks_ok --num-classes 0", "--num-classes", tiny=TASK_TINY)
 case("segment-head-unknown", f"{SEGMENT} --head segformer", "segformer", tiny=TASK_TINY)
 case("segment-genotype-bin", "segment --genotype {c}/g/bin.json", "bin.json", tiny=TASK_TINY)
 case("segment-genotype-unknown-op", "segment --genotype {c}/g/unknownop.json", "unknownop.json", tiny=TASK_TINY)
@@ -883,52 +870,50 @@ case("segment-out-is-a-file", f"{SEGMENT} --out notes.txt", "notes.txt", tiny=TA
 case("segment-init-from-blackbox-run", "segment --init-from {c}/r/blackbox", "blackbox", tiny=TASK_TINY)
 
 # more usage mistakes, destinations and run folders
-case("ops-size-negative", "ops --size -3", "--size", pending("cli"))
-case("ops-channels-float-text", "ops --channels 8.0", "--channels", pending("cli"))
-case("train-epochs-without-value", f"{TRAIN} --epochs", "--epochs", pending("cli"), tiny=TRAIN_TINY)
+case("ops-size-negative", "ops --size -3", "--size")
+case("ops-channels-float-text", "ops --channels 8.0", "--channels")
+case("train-epochs-without-value", f"{TRAIN} --epochs", "--epochs", tiny=TRAIN_TINY)
 case("train-epochs-exponent", f"{TRAIN} --epochs 1e3", "--epochs", tiny=TRAIN_TINY)
 case("train-lr-0", f"{TRAIN} --lr 0", "--lr", tiny=TRAIN_TINY)
 case("train-drop-path-minus-inf", f"{TRAIN} --drop-path=-inf", "--drop-path", tiny=TRAIN_TINY)
 case("train-out-earlier-run", f"{TRAIN} --out earlier", "earlier", tiny=TRAIN_TINY)
-case("train-resume-overwrite", "train --resume {c}/r/train --overwrite", "--overwrite", pending("cli"))
-case("train-resume-nested-config", "train --resume {c}/r/train_nested_config", "config.json", pending("cli"))
+case("train-resume-overwrite", "train --resume {c}/r/train --overwrite", "--overwrite")
+case("train-resume-nested-config", "train --resume {c}/r/train_nested_config", "config.json")
 case("darts-warmup-longer-than-search", f"{DARTS} --warmup-epochs 3", "warmup")
-case("darts-trials", f"{DARTS} --trials 5", "--trials", pending("cli"))
-case("darts-backend", f"{DARTS} --backend ray", "--backend", pending("cli"))
-case("darts-evaluator", f"{DARTS} --evaluator nb201", "--evaluator", pending("cli"))
-case("darts-trial-setting", f"{DARTS} --trial-setting lr=0.1", "--trial-setting", pending("cli"))
-case("darts-epochs-per-trial", f"{DARTS} --epochs-per-trial 2", "--epochs-per-trial", pending("cli"))
-case("darts-resume-with-out", "search --resume {c}/r/darts --out new", "--out", pending("cli"))
-case("darts-resume-with-evaluator", "search --resume {c}/r/darts --evaluator nb201", "--evaluator", pending("cli"))
-case("darts-resume-nested-config", "search --resume {c}/r/train_nested_config", "config.json", pending("cli"))
+case("darts-trials", f"{DARTS} --trials 5", "--trials")
+case("darts-backend", f"{DARTS} --backend ray", "--backend")
+case("darts-evaluator", f"{DARTS} --evaluator nb201", "--evaluator")
+case("darts-trial-setting", f"{DARTS} --trial-setting lr=0.1", "--trial-setting")
+case("darts-epochs-per-trial", f"{DARTS} --epochs-per-trial 2", "--epochs-per-trial")
+case("darts-resume-with-out", "search --resume {c}/r/darts --out new", "--out")
+case("darts-resume-with-evaluator", "search --resume {c}/r/darts --evaluator nb201", "--evaluator")
+case("darts-resume-nested-config", "search --resume {c}/r/train_nested_config", "config.json")
 case("darts-resume-kindless", "search --resume {c}/r/train_kindless", "config.json")
-case("blackbox-order", f"{BLACKBOX} --order 2", "--order", pending("cli"))
+case("blackbox-order", f"{BLACKBOX} --order 2", "--order")
 case("blackbox-reduction-factor-nan", f"{BLACKBOX} --reduction-factor nan", "--reduction-factor")
-case("blackbox-trial-layers-0", f"{BLACKBOX} --trial-layers 0", "--trial-layers", pending("cli"))
+case("blackbox-trial-layers-0", f"{BLACKBOX} --trial-layers 0", "--trial-layers")
 case("blackbox-trial-setting-bool", f"{BLACKBOX} --trial-setting augment=2", "--trial-setting")
-case("blackbox-out-below-a-file", f"{BLACKBOX} --out notes.txt/sub/run", "notes.txt", pending("cli"))
-case("blackbox-storage-missing-folder", f"{BLACKBOX} --storage sqlite:///missing/study.db", "missing/study.db",
-     pending("cli"))
-case("blackbox-enqueue-missing-file", f"{BLACKBOX} --enqueue missing.json", "missing.json", pending("cli"))
-case("evolution-two-objectives", f"{BLACKBOX} --strategy evolution --objectives val_acc,params", "objective",
-     pending("cli"))
-case("nb201-epochs-per-trial", f"{NB201} --epochs-per-trial 2", "--epochs-per-trial", pending("cli"))
-case("build-input-size-nan", f"{BUILD} --input-size nan", "--input-size", pending("cli"))
-case("build-device-cuda-x", f"{BUILD} --device cuda:x", "cuda:x", pending("cli"))
-case("build-plot-folder", f"{BUILD} --plot full", "--plot", pending("cli"))
-case("build-plot-no-suffix", f"{BUILD} --plot cell", "--plot", pending("cli"))
-case("build-plot-below-a-file", f"{BUILD} --plot notes.txt/cell.png", "notes.txt", pending("cli"))
-case("export-layers-negative", "export DARTS_V2 --layers -1 --out x", "--layers", pending("cli"))
+case("blackbox-out-below-a-file", f"{BLACKBOX} --out notes.txt/sub/run", "notes.txt")
+case("blackbox-storage-missing-folder", f"{BLACKBOX} --storage sqlite:///missing/study.db", "missing/study.db")
+case("blackbox-enqueue-missing-file", f"{BLACKBOX} --enqueue missing.json", "missing.json")
+case("evolution-two-objectives", f"{BLACKBOX} --strategy evolution --objectives val_acc,params", "objective")
+case("nb201-epochs-per-trial", f"{NB201} --epochs-per-trial 2", "--epochs-per-trial")
+case("build-input-size-nan", f"{BUILD} --input-size nan", "--input-size")
+case("build-device-cuda-x", f"{BUILD} --device cuda:x", "cuda:x")
+case("build-plot-folder", f"{BUILD} --plot full", "--plot")
+case("build-plot-no-suffix", f"{BUILD} --plot cell", "--plot")
+case("build-plot-below-a-file", f"{BUILD} --plot notes.txt/cell.png", "notes.txt")
+case("export-layers-negative", "export DARTS_V2 --layers -1 --out x", "--layers")
 case("export-input-size-4", "export DARTS_V2 --input-size 4 --out x", "--input-size")
-case("export-out-below-a-file", "export DARTS_V2 --out notes.txt/x", "notes.txt", pending("cli"))
-case("export-nested-config", "export {c}/r/train_nested_config --out x", "config.json", pending("cli"))
+case("export-out-below-a-file", "export DARTS_V2 --out notes.txt/x", "notes.txt")
+case("export-nested-config", "export {c}/r/train_nested_config --out x", "config.json")
 case("export-kindless-config", "export {c}/r/train_kindless --out x", "config.json")
-case("export-retyped-config", "export {c}/r/train_retyped --out x", "tr@in", pending("cli"))
-case("export-posing-run", "export {c}/r/train_posing --out x", "train_posing", pending("cli"))
+case("export-retyped-config", "export {c}/r/train_retyped --out x", "tr@in")
+case("export-posing-run", "export {c}/r/train_posing --out x", "train_posing")
 case("detect-fpn-channels-4", f"{DETECT} --fpn-channels 4", "--fpn-channels", tiny=TASK_TINY)
 case("detect-warmup-steps-negative", f"{DETECT} --warmup-steps -1", "--warmup-steps", tiny=TASK_TINY)
 case("segment-lr-inf", f"{SEGMENT} --lr inf", "--lr", tiny=TASK_TINY)
-case("segment-resume-nested-config", "segment --resume {c}/r/train_nested_config", "config.json", pending("cli"))
+case("segment-resume-nested-config", "segment --resume {c}/r/train_nested_config", "config.json")
 
 
 @pytest.mark.parametrize("c", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])

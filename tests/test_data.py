@@ -295,7 +295,7 @@ def test_search_split_disjoint_covering_deterministic():
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(NasError, match=r"unknown dataset 'mnist'; choose one of digits, cifar10"):
+    with pytest.raises(NasError, match=r"--dataset mnist: unknown data set; choose one of digits, cifar10"):
         get_dataset("mnist")
     assert DATASETS == ("digits", "cifar10", "cifar100", "imagefolder")
     assert get_dataset("Digits").name == "digits"  # names are case-insensitive

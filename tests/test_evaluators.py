@@ -150,7 +150,7 @@ def test_training_evaluator_checks_its_settings() -> None:
         TrainingEvaluator("digits", learning_rate=0.1)
     with pytest.raises(NasError, match="epochs must be at least 1"):
         TrainingEvaluator("digits", epochs=0)
-    with pytest.raises(NasError, match="unknown dataset 'mnist'"):
+    with pytest.raises(NasError, match="--dataset mnist: unknown data set"):
         TrainingEvaluator("mnist")
 
 

@@ -64,7 +64,7 @@ def test_recipes_and_settings(tmp_path):
     assert (spec.init_channels, spec.layers) == (36, 20)
     digits = recipe("digits")
     assert digits.epochs <= 20 and digits.cutout == 0 and 8 <= digits.init_channels <= 16 and 5 <= digits.layers <= 8
-    with pytest.raises(NasError, match="unknown dataset 'mnist'"):
+    with pytest.raises(NasError, match="--dataset mnist: unknown data set"):
         recipe("mnist")
     with pytest.raises(NasError, match="drop_path must be in"):
         check(dataclasses.replace(TINY, drop_path=1.5))

@@ -179,7 +179,11 @@ def refuse_ignored_options(args: argparse.Namespace, strategy: Any) -> None:
 
 def evaluator_config(args: argparse.Namespace, space: Any, settings: Any) -> dict[str, Any]:
     """The evaluator config (``{"name": NAME, **settings}``) that the evaluator options describe."""
+    from nas.evaluators import EVALUATORS
+
     name = DEFAULT_EVALUATOR if args.evaluator is None else args.evaluator
+    if name not in EVALUATORS:
+        raise NasError(f"--evaluator {name}: unknown evaluator; choose from {', '.join(sorted(EVALUATORS))}")
     trial = trial_settings(args.trial_setting, name)
     if name == "nb201":
         if args.trial_setting:

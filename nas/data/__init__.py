@@ -51,7 +51,7 @@ def get_dataset(
     """
     key = name.lower().replace("-", "").replace("_", "")
     if key not in DATASETS:
-        raise NasError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise NasError(f"--dataset {name}: unknown data set; choose one of {', '.join(DATASETS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
         raise NasError(f"image_size must be an integer of at least 8 pixels, got {image_size!r}")
     if cutout < 0:

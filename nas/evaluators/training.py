@@ -107,9 +107,8 @@ class TrainingEvaluator(Evaluator):
         self.train_config = check_config(dataclasses.replace(
             recipe(self.dataset, task), export_formats=(), **{k: v for k, v in overrides.items() if v is not None}),
             task)
-        if task != "classification":
-            # open the data now: a wrong name or path fails before a search creates anything
-            adapter.load_data(self.data, self.train_config)
+        # open (and check) the data now: a wrong name, path or file fails before a search creates anything
+        adapter.load_data(self.data, self.train_config)
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> TrainingEvaluator:

@@ -138,7 +138,7 @@ def recipe(dataset: str, task: str = "classification") -> TrainConfig:
             init_channels=8,
             layers=5,
         )
-    raise NasError(f"unknown dataset {dataset!r}; choose one of {', '.join(CLASSIFICATION_DATASETS)}")
+    raise NasError(f"--dataset {dataset}: unknown data set; choose one of {', '.join(CLASSIFICATION_DATASETS)}")
 
 
 def check_config(config: TrainConfig, task: str = "classification") -> TrainConfig:

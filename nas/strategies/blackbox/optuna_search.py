@@ -265,11 +265,26 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
                 # workers that start together race to create the tables: the loser retries
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            raise NasError(f"cannot open study storage {url!r} ({type(exc).__name__}: "
+            raise NasError(f"--storage {url}: cannot open the study storage ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0]}); pass a database URL such as sqlite:///study.db") from None
     if sqlite:
         _fast_sqlite(storage)
     return storage
+
+
+def check_study_file(url: str, run: Run) -> None:
+    """Before a resume touches it: the SQLite file of ``url`` must exist and be an SQLite database
+    (SQLite would otherwise write its tables over whatever file is there)."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url[len("sqlite:///"):])
+    if not path.is_file():
+        raise NasError(f"{path}: the study of run {run.path} is missing, so it cannot be resumed; start a new search")
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header != b"SQLite format 3\x00":
+        raise NasError(f"{path}: not an SQLite study database (damaged or replaced), so run {run.path} cannot be "
+                       "resumed; restore the file or start a new search")
 
 
 def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
@@ -465,6 +480,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     objectives = list(objectives)
     directions = objective_directions(objectives, evaluator)
     url = storage or f"sqlite:///{run.path.resolve() / 'study.db'}"
+    if resume is not None:
+        check_study_file(url, run)
     multi = len(objectives) > 1
     max_epochs = getattr(evaluator, "epochs", None)
 
