@@ -226,9 +226,9 @@ SEARCH_INPUTS = [
     (["search", "--strategy", "random", "--space", "nb201", "--enqueue", "DARTS_V2", "--out", "new"],
      ["--enqueue DARTS_V2", "space 'darts', not 'nb201'"]),
     (["search", "--strategy", "random", "--enqueue", "missing.json", "--out", "new"], ["--enqueue missing.json"]),
-    (["search", "--strategy", "random", "--storage", "bad://x", "--out", "new"], ["study storage 'bad://x'"]),
+    (["search", "--strategy", "random", "--storage", "bad://x", "--out", "new"], ["--storage bad://x"]),
     (["search", "--strategy", "random", "--storage", "sqlite:///missing/study.db", "--out", "new"],
-     ["study storage 'sqlite:///missing/study.db'"]),
+     ["--storage sqlite:///missing/study.db"]),
     (["search", "--strategy", "evolution", "--objectives", "val_acc,params", "--out", "new"],
      ["evolution optimises one objective"]),
     # options the chosen strategy would ignore

@@ -487,8 +487,10 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
 
     previous_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial comes from us
+    opened: optuna.storages.BaseStorage | None = None
     try:
         study_storage = open_storage(url) if resume is not None or storage is None else study_storage
+        opened = study_storage
         probe = optuna.create_study(storage=study_storage, study_name=study_name, directions=directions,
                                     load_if_exists=True)
         if list(probe.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
@@ -527,6 +529,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             result = write_outputs(run, study, space, objectives)
             run.close()
     finally:
+        if isinstance(opened, optuna.storages.RDBStorage):
+            opened.engine.dispose()  # the study's file is closed (and SQLite's -wal / -shm gone) on return
         optuna.logging.set_verbosity(previous_verbosity)
     if progress:
         _print_summary(result, objectives)
