@@ -517,7 +517,7 @@ def _plan_new(task: str, head: str | None, genotype: Genotype | str | None, back
         raise NasError("pass a genotype (a reference name, genotype.json or run folder), a torchvision backbone "
                        "or init_from=RUN")
     if task != "classification":
-        head = head or adapter.default_head
+        head = adapter.default_head if head is None else head
     check_head(task, head)
     label = _label(genotype, backbone, init_from)
     cfg = check_config(config or recipe(data.name, task), task)

@@ -279,7 +279,7 @@ class _DenseTask(TaskAdapter):
         if data.name not in TASK_DATASETS[self.task]:
             raise NasError(f"unknown {self.task} dataset {data.name!r}; choose one of "
                            f"{', '.join(TASK_DATASETS[self.task])}")
-        size = cfg.image_size or 96
+        size = 96 if cfg.image_size is None else cfg.image_size
         if data.name == "shapes":
             train = ShapesDataset(cfg.train_images, image_size=size, seed=SHAPES_TRAIN_SEED, task=self.task)
             val = ShapesDataset(cfg.val_images, image_size=size, seed=SHAPES_VAL_SEED, task=self.task)
@@ -294,15 +294,15 @@ class _DenseTask(TaskAdapter):
             return Data(train, val, None, coco.num_classes, 3, size)
         if not data.images or not data.masks:
             raise NasError("--dataset voc needs --images DIR and --masks DIR (masks: PNGs of class ids, same stems)")
-        classes = data.num_classes or 21
+        classes = 21 if data.num_classes is None else data.num_classes
         folder = MaskFolderSegmentation(data.images, data.masks, num_classes=classes, transforms=ResizePair(size))
         train, val = _split(folder, cfg.val_fraction)
         return Data(train, val, None, classes, 3, size)
 
     def create_spec(self, genotype, space, data, cfg, *, head, backbone, init_channels):
-        return ModelSpec.create(genotype, space, task=self.task, head=head or self.default_head, backbone=backbone,
+        return ModelSpec.create(genotype, space, task=self.task, head=self.default_head if head is None else head, backbone=backbone,
                                 num_classes=data.num_classes, image_size=data.image_size,
-                                init_channels=init_channels or 8, cells_per_stage=cfg.cells_per_stage,
+                                init_channels=8 if init_channels is None else init_channels, cells_per_stage=cfg.cells_per_stage,
                                 fpn_channels=cfg.fpn_channels)
 
     def optimizer(self, model, cfg):
