@@ -11,6 +11,8 @@ import csv
 import dataclasses
 import json
 import os
+import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +25,12 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from nas.errors import NasError  # noqa: E402
-from nas.evaluators.base import Evaluator, Report  # noqa: E402
-from nas.genotype import Genotype, from_nb201_string, to_nb201_string  # noqa: E402
-from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray  # noqa: E402
-from nas.strategies.blackbox.ray_tune import search_ray  # noqa: E402
-from nas.strategies.blackbox.results import pareto_front  # noqa: E402
+from nas.errors import NasError
+from nas.evaluators.base import Evaluator, Report
+from nas.genotype import Genotype, from_nb201_string, to_nb201_string
+from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
+from nas.strategies.blackbox.ray_tune import search_ray
+from nas.strategies.blackbox.results import pareto_front
 
 REPO = Path(__file__).resolve().parent.parent
 OP_QUALITY = {"none": 0.0, "skip_connect": 0.2, "avg_pool_3x3": 0.4, "nor_conv_1x1": 0.7, "nor_conv_3x3": 1.0}
@@ -142,6 +144,16 @@ def test_run_folder_holds_the_usual_outputs(asha_run) -> None:
     assert len((path / "trials.csv").read_text().strip().splitlines()) == 9
     assert len((path / "metrics.jsonl").read_text().splitlines()) == 8
     assert (path / "history.png").stat().st_size > 1000
+    log = [json.loads(line) for line in (path / "tune-trials.jsonl").read_text().splitlines()]
+    assert sorted(r["number"] for r in log if r["event"] == "start") == list(range(8))
+    ends = {r["number"]: r for r in log if r["event"] == "end"}
+    assert sorted(ends) == list(range(8))
+    assert {r["status"] for r in ends.values()} == {"complete", "stopped"}
+    for number, end in ends.items():  # the log says what trials.csv says, curve included
+        row = asha_run.trials[asha_run.trials["trial"] == number].iloc[0]
+        assert end["status"] == row["status"] and end["metrics"]["val_acc"] == pytest.approx(row["val_acc"])
+        epochs = [point[1] for point in end["curve"]]  # a complete trial's final report repeats its last epoch
+        assert epochs == list(range(1, int(row["epoch"]) + 1)) + ([8] if end["status"] == "complete" else [])
     # Tune's files per trial, the evaluator's folder inside the trial's folder
     trial_dirs = sorted((path / "tune").glob("trial_*"))
     assert len(trial_dirs) == 8
@@ -209,19 +221,67 @@ def test_errors_and_nan_are_recorded_and_two_objectives_give_a_pareto_set(cluste
     assert result.genotype == from_nb201_string(GOOD)
 
 
-def _terminated_trials(experiment: Path) -> set[str]:
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return set()
-    try:
-        data = json.loads(states[-1].read_text())
-    except json.JSONDecodeError:  # caught while Tune rewrote it
-        return set()
-    trials = (json.loads(entry[0]) for entry in data["trial_data"])
-    return {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+class Payload:
+    """Unpickling this writes ``marker``: what a crafted run folder would do to ``pickle.load``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('unpickled')",)
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(cluster: RayConnection, tmp_path: Path) -> None:
+def plant_payloads(run: Path, marker: Path) -> None:
+    """Every pickle Tune would read to restore ``run/tune`` (tuner, searcher, trials, errors, the
+    experiment state's pickled fields), and a ``tune-2`` experiment made to be restored next."""
+    payload = pickle.dumps(Payload(marker))
+    state = json.dumps({"trial_data": [[json.dumps({"config": {"_type": "CLOUDPICKLE_FALLBACK",
+                                                               "value": payload.hex()}}), "{}"]],
+                        "runner_data": {"_type": "CLOUDPICKLE_FALLBACK", "value": payload.hex()}})
+    for experiment in (run / "tune", run / "tune-2"):
+        experiment.mkdir(exist_ok=True)
+        pickles = [*experiment.glob("searcher-state-*.pkl"), *experiment.glob("trial_*/*.pkl"),
+                   experiment / "tuner.pkl", experiment / "searcher-state-2099-01-01_00-00-00.pkl",
+                   experiment / "callback-states-2099-01-01_00-00-00.pkl"]
+        for path in pickles:
+            path.write_bytes(payload)
+        for path in [*experiment.glob("experiment_state-*.json"), experiment / "experiment_state-2099-01-01_00-00-00.json"]:
+            path.write_text(state)
+    assert not marker.exists()
+
+
+def _log(run: Path) -> list[dict[str, Any]]:
+    path = run / "tune-trials.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # caught in mid-write
+            pass
+    return records
+
+
+def _uninterrupted_tpe_genotypes(seed: int, count: int) -> list[Genotype]:
+    """What a TPE search with this seed proposes, one trial at a time (its first 10 are its startup
+    trials, each drawn from the trial's own seed)."""
+    import optuna
+
+    from nas.strategies.blackbox.optuna_search import make_sampler
+    from nas.strategies.blackbox.sampling import suggest_genotype
+
+    study = optuna.create_study(sampler=make_sampler("tpe", "nb201", seed=seed), direction="maximize")
+    genotypes = []
+    for _ in range(count):
+        trial = study.ask()
+        genotypes.append(suggest_genotype(trial, "nb201"))
+        study.tell(trial, quality(genotypes[-1]))
+    return genotypes
+
+
+def test_killed_search_resumes_from_its_trial_log_and_never_unpickles_the_run_folder(
+        cluster: RayConnection, tmp_path: Path) -> None:
     run = tmp_path / "run"
     script = ("import sys\n"
               "from tests.test_ray import CurveEvaluator\n"
@@ -233,27 +293,135 @@ def test_killed_search_resumes_without_rerunning_finished_trials(cluster: RayCon
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 150
-        while len(_terminated_trials(run / "tune")) < 2:
+        while True:  # killed while a trial runs, after two finished
+            log = _log(run)
+            ended = {r["number"] for r in log if r["event"] == "end"}
+            if len(ended) >= 2 and {r["number"] for r in log} - ended:
+                break
             if process.poll() is not None:
                 pytest.fail("the search ended before it could be killed: " + process.stderr.read().decode()[-2000:])
             if time.time() > deadline:
                 pytest.fail("no two trials finished within 150 s")
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
         process.stderr.close()
-    finished_before = _terminated_trials(run / "tune")
-    assert len(finished_before) < 6
+    log = _log(run)
+    finished = {r["number"]: r["trial_id"] for r in log if r["event"] == "end"}
+    unfinished = {r["number"] for r in log if r["event"] == "start"} - set(finished)
+    assert len(finished) < 6 and unfinished
+    marker = tmp_path / "unpickled.txt"
+    plant_payloads(run, marker)
 
     result = search_ray("nb201", CurveEvaluator(epochs=3, sleep=0.3), strategy="tpe", trials=6, resume=run,
                         progress=False)
+    assert not marker.exists(), "a pickle from the run folder was unpickled"
     table = result.trials
-    assert len(table) == 6 and (table["status"] == "complete").all()
-    assert finished_before <= set(table["trial_id"])
-    for trial_id in finished_before:  # kept, not run again
+    assert list(table["trial"]) == list(range(6)) and (table["status"] == "complete").all()
+    for number, trial_id in finished.items():  # kept, not run again
+        row = table[table["trial"] == number].iloc[0]
+        assert row["trial_id"] == trial_id
         assert (run / "tune" / f"trial_{trial_id}" / "train" / "starts.txt").read_text() == "start\n"
-    assert (run / "genotype.json").is_file()
+    # the resume ran in a fresh experiment (tune-2 was taken): the unfinished trials again, then the rest
+    assert {Path(p).parent.name for p in table[~table["trial"].isin(list(finished))]["path"]} == {"tune-3"}
+    assert len(list((run / "tune-3").glob("trial_*"))) == 6 - len(finished)
+    assert (run / "tune" / "tuner.pkl").read_bytes() == pickle.dumps(Payload(marker))  # nothing deleted
+    # every trial once, in the order an uninterrupted search proposes them
+    expected = _uninterrupted_tpe_genotypes(seed=1, count=6)
+    assert [Genotype.from_json(g) for g in table["genotype_json"]] == expected
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
+    assert quality(Genotype.load(run / "genotype.json")) == max(quality(g) for g in expected)
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution", "nsga2"])
+def test_a_rebuilt_study_proposes_what_the_uninterrupted_one_does(strategy: str) -> None:
+    """The study a resume rebuilds from the trial log (trial 0 was enqueued; trial 10 was running at
+    the kill: it is asked again, with its own number and parameters) proposes what one
+    uninterrupted study proposes."""
+    import optuna
+
+    from nas.space import load_space
+    from nas.strategies.blackbox.optuna_search import make_sampler
+    from nas.strategies.blackbox.ray_tune import TrialLog, rebuilt_study
+    from nas.strategies.blackbox.sampling import genotype_to_params, suggest_genotype
+
+    space = load_space("nb201")
+    objectives = ["val_acc", "params"] if strategy == "nsga2" else ["val_acc"]
+    directions = ["maximize", "minimize"][:len(objectives)]
+
+    def sampler():
+        return make_sampler(strategy, space, seed=5, population=4, sample_size=2, multi_objective=len(objectives) > 1)
+
+    def values(genotype: Genotype) -> list[float]:
+        convs = sum(op.startswith("nor_conv") for _, c in genotype.cells for n in c.nodes for op, _ in n)
+        return [quality(genotype), 1000.0 + 100 * convs][:len(objectives)]
+
+    def tell(study, trial, genotype):
+        study.tell(trial, values(genotype) if len(objectives) > 1 else values(genotype)[0])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    reference = optuna.create_study(sampler=sampler(), directions=directions)
+    reference.enqueue_trial(genotype_to_params(from_nb201_string(GOOD), space))  # --enqueue GOOD
+    genotypes = []
+    for _ in range(14):
+        trial = reference.ask()
+        genotypes.append(suggest_genotype(trial, space))
+        tell(reference, trial, genotypes[-1])
+
+    log = TrialLog()
+    for number, genotype in enumerate(genotypes[:11]):
+        record = {"event": "end", "number": number, "config": genotype_to_params(genotype, space), "status": "complete",
+                  "metrics": dict(zip(objectives, values(genotype))), "curve": [[1, 1, quality(genotype)]]}
+        (log.finished if number < 10 else log.unfinished)[number] = record
+    the_sampler = sampler()
+    storage, running = rebuilt_study(log, space, the_sampler, objectives, directions, enqueued=1)
+    study = optuna.load_study(study_name="optuna", storage=storage, sampler=the_sampler)
+    assert [t.number for t in running] == [10]
+    assert suggest_genotype(running[0], space) == genotypes[10]
+    tell(study, running[0], genotypes[10])
+    for expected in genotypes[11:]:
+        trial = study.ask()
+        genotype = suggest_genotype(trial, space)
+        assert genotype == expected
+        tell(study, trial, genotype)
+
+
+def test_a_run_folder_without_a_sound_trial_log_is_refused_before_anything_runs(asha_run, tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled.txt"
+    evaluator = CurveEvaluator(epochs=8)
+    # made with Tune's own experiment state only: refused, nothing unpickled
+    legacy = tmp_path / "legacy"
+    shutil.copytree(asha_run.path, legacy)
+    (legacy / "tune-trials.jsonl").unlink()
+    config = json.loads((legacy / "config.json").read_text())
+    del config["trial_log"]
+    (legacy / "config.json").write_text(json.dumps(config))
+    plant_payloads(legacy, marker)
+    with pytest.raises(NasError, match="keeps no trial log .* never restored"):
+        search_ray("nb201", evaluator, strategy="random", trials=8, resume=legacy, progress=False)
+    # a damaged line is named, not guessed at
+    damaged = tmp_path / "damaged"
+    shutil.copytree(asha_run.path, damaged)
+    with open(damaged / "tune-trials.jsonl", "a") as f:
+        f.write(json.dumps({"event": "end", "number": 3, "config": {"normal.node1.from0": "nor_conv_9x9"},
+                            "status": "complete", "metrics": {}}) + "\n")
+    with pytest.raises(NasError, match=r"tune-trials.jsonl: line 17: 'config' is no genotype"):
+        search_ray("nb201", evaluator, strategy="random", trials=8, resume=damaged, progress=False)
+    with pytest.raises(NasError, match="has started 8 trials"):
+        search_ray("nb201", evaluator, strategy="random", trials=7, resume=asha_run.path, progress=False)
+    for folder in (legacy, damaged):
+        assert not (folder / "tune-3").exists()
+    assert not marker.exists()
+    # a finished search resumed: nothing to run, the same outputs from the log
+    done = tmp_path / "done"
+    shutil.copytree(asha_run.path, done)
+    (done / "trials.csv").unlink()
+    result = search_ray("nb201", evaluator, strategy="random", trials=8, resume=done, progress=False)
+    assert result.genotype == asha_run.genotype and len(result.trials) == 8
+    assert (done / "trials.csv").read_text() == (asha_run.path / "trials.csv").read_text().replace(
+        str(asha_run.path), str(done))  # the trials' folders are those of the run where it is now
+    assert not (done / "tune-2").exists()
 
 
 def test_mistakes_are_refused_with_a_clear_message(cluster, tmp_path: Path) -> None:
@@ -293,8 +461,31 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
     config = json.loads((out / "config.json").read_text())
     assert config["strategy"] == "evolution" and config["scheduler"] == "hyperband"
 
-    assert main([*common, "--resume", str(out), "--trials", "9"]) == 2
-    assert "finishes its own 8 trials" in capsys.readouterr().err
+    first = {int(r["trial"]): r["trial_id"] for r in rows}
+
+    # a resume may add trials: one more, in a new experiment; the first 8 stay as they were
+    assert main([*common, "--resume", str(out), "--trials", "7"]) == 2
+    assert "has started 8 trials (8 finished); pass --trials 8 or more" in capsys.readouterr().err
+    assert main([*common, "--resume", str(out), "--trials", "9"]) == 0
+    assert "9 trials: 9 complete" in capsys.readouterr().out
+    with open(out / "trials.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["trial"]) for r in rows] == list(range(9))
+    assert {int(r["trial"]): r["trial_id"] for r in rows[:8]} == first
+    assert Path(rows[8]["path"]).parent == out / "tune-2"
+    assert json.loads((out / "config.json").read_text())["trials"] == 9
+
+    # a run folder with Tune's experiment state but no trial log: one line, exit 2, nothing unpickled
+    legacy = tmp_path / "legacy"
+    (legacy / "tune").mkdir(parents=True)
+    del config["trial_log"]
+    (legacy / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "unpickled.txt"
+    plant_payloads(legacy, marker)
+    assert main([*common, "--resume", str(legacy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas search: error: run ") and "no trial log" in err and len(err.splitlines()) == 1
+    assert not marker.exists()
     assert main([*common, "--trials", "2", "--pruner", "sha", "--out", str(tmp_path / "other")]) == 2
     assert "--pruner belongs to --backend optuna" in capsys.readouterr().err
 

@@ -60,8 +60,8 @@ class RayConnection:
         lines += [
             f"  token authentication is on; token ({self.token_source}):",
             f"    {self.token}",
-            "  browser: open the URL and paste the token when the dashboard asks for it "
-            f"(it is then kept in the {TOKEN_COOKIE} cookie)",
+            ("  browser: open the URL and paste the token when the dashboard asks for it "
+             f"(it is then kept in the {TOKEN_COOKIE} cookie)"),
             f"  API:     curl -H \"Authorization: Bearer $(ray get-auth-token)\" {self.dashboard_url}/api/jobs/",
         ]
         host = self.dashboard_url.split("//", 1)[-1]

@@ -4,16 +4,26 @@ The strategies of :mod:`nas.strategies.blackbox.optuna_search` (random, TPE, reg
 evolution, NSGA-II) run through ``ray.tune.search.optuna.OptunaSearch``: a define-by-run
 function samples each trial's genotype with the shared
 :func:`~nas.strategies.blackbox.sampling.suggest_genotype`. ``ray_search="basic"`` instead
-draws random genotypes with Tune's own ``BasicVariantGenerator`` over one ``tune.choice`` per
-decision. Each trial is one ``evaluator.evaluate``; its per-epoch reports go to Tune (with a
-checkpoint) so that ASHA, or asynchronous Hyperband, stops poor trials early.
+draws random genotypes with Tune's own variant generator over one ``tune.choice`` per
+decision. Each trial is one ``evaluator.evaluate``; its per-epoch reports go to Tune so that
+ASHA, or asynchronous Hyperband, stops poor trials early.
 
-The run folder holds ``config.json``, ``versions.json``, the Tune experiment under ``tune/``
-(one ``trial_<id>/`` per trial with Tune's ``result.json``, ``progress.csv``, TensorBoard
-events, checkpoints, and the evaluator's own folder ``train/``), and at the end
+The run folder holds ``config.json``, ``versions.json``, the trial log ``tune-trials.jsonl``
+(a line when a trial starts and one when it ends: plain JSON, what a resume reads), the Tune
+experiment under ``tune/`` (one ``trial_<id>/`` per trial with Tune's ``result.json``,
+``progress.csv``, TensorBoard events and the evaluator's own folder ``train/``; each resume
+adds an experiment of its own, ``tune-2/``, ``tune-3/``, ...), and at the end
 ``genotype.json`` + ``best.json`` (best trial), ``trials.csv``, ``metrics.jsonl`` (one record per
 trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json`` +
 ``pareto/`` + ``pareto.png``.
+
+A resume never restores Tune's own experiment state (``Tuner.restore`` unpickles the
+experiment's files, and a run folder may come from anyone): it reads the trial log, gives the
+finished trials to a new searcher as already evaluated (the Optuna study is rebuilt trial by
+trial with the run's seeded sampler, the unfinished trials left running in it; ASHA's rungs
+are refilled from the finished trials' curves), and starts a new Tune experiment that runs the
+unfinished trials again from their first epoch, under their own numbers, and then the
+remaining ones.
 
 >>> from nas.evaluators import evaluator_from_config
 >>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
@@ -25,10 +35,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -39,7 +50,6 @@ from nas.evaluators.base import Evaluator
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
-from nas.strategies.blackbox.evolution import GenotypeMutation  # noqa: F401  (experiments pickled it from here)
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
     load_space_definition,
@@ -64,8 +74,11 @@ from nas.strategies.blackbox.sampling import (
 )
 from nas.strategies.blackbox.settings import BlackboxSettings
 
-EXPERIMENT = "tune"  # the Tune experiment's folder inside the run folder
+EXPERIMENT = "tune"  # the first Tune experiment's folder inside the run folder; resumes add tune-2, tune-3, ...
+TRIAL_LOG = "tune-trials.jsonl"  # the run's own plain-JSON trial log, what a resume reads
+STUDY_NAME = "optuna"  # the study name OptunaSearch gives its in-memory study
 HYPERBAND_BRACKETS = 3
+STATUSES = ("complete", "stopped", "error")
 # keys Tune adds to every result; trials.csv keeps the evaluator's metrics only
 _TUNE_KEYS = {"timestamp", "done", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "hostname",
               "node_ip", "time_since_restore", "iterations_since_restore", "date", "checkpoint_dir_name",
@@ -85,7 +98,8 @@ class RaySearchResult:
     trials: one row per trial (also written to ``trials.csv``): trial number and id, status
         (``complete``, ``stopped`` early by the scheduler, ``error``), last epoch, metrics,
         genotype, error.
-    connection: how the search reached Ray and its dashboard.
+    connection: how the search reached Ray and its dashboard (``None`` when a resume found
+        nothing left to run).
     """
 
     path: Path
@@ -96,7 +110,7 @@ class RaySearchResult:
     connection: RayConnection | None = None
 
 
-# -- pieces Ray pickles: module-level so that a restored experiment finds them again --------------
+# -- pieces Ray pickles into the experiment it writes: module-level, not closures ------------------
 class GenotypeSpace:
     """The define-by-run search space handed to ``OptunaSearch``: one genotype per trial.
 
@@ -116,35 +130,24 @@ def trial_dirname(trial: Any) -> str:
 
 
 def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpace, objectives: list[str],
-              run_path: str) -> None:
+              run_path: str, experiment: str = EXPERIMENT) -> None:
     """One Tune trial: evaluate the genotype that ``config`` describes, reporting every epoch.
 
-    Each per-epoch report carries ``epoch`` (the scheduler's clock) and a checkpoint that
-    records the epoch; a trial restarted from its checkpoint (after a resume) skips the epochs
-    it already reported. The evaluator's folder is ``tune/trial_<id>/train`` in the run folder
-    (``train-2``, ``train-3``, ... for a restarted trial: evaluators start from scratch in a
-    new folder). A NaN or infinite objective raises
-    :class:`~nas.errors.TrialDiverged`. The last report holds the evaluator's
-    final metrics and ``completed = 1``.
+    Each per-epoch report carries ``epoch`` (the scheduler's clock). The evaluator's folder is
+    ``<experiment>/trial_<id>/train`` in the run folder. A NaN or infinite objective raises
+    :class:`~nas.errors.TrialDiverged`. The last report holds the evaluator's final metrics
+    and ``completed = 1``.
     """
     from ray import tune
 
     genotype = params_to_genotype(config, space)
-    trial_dir = Path(run_path) / EXPERIMENT / f"trial_{tune.get_context().get_trial_id()}"
-    checkpoint = tune.get_checkpoint()
-    reported_epoch = _checkpoint_epoch(checkpoint) if checkpoint is not None else None
+    trial_dir = Path(run_path) / experiment / f"trial_{tune.get_context().get_trial_id()}"
     last_epoch: list[int] = []
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
         _check_finite(metrics, objectives, f"at epoch {epoch}")
         last_epoch[:] = [epoch]
-        if reported_epoch is not None and epoch <= reported_epoch:
-            return  # reported before this trial was restarted
-        values = {**plain(metrics), "epoch": epoch}
-        with tempfile.TemporaryDirectory() as staging:
-            Path(staging, "progress.json").write_text(json.dumps({"epoch": epoch, "metrics": values,
-                                                                  "genotype": genotype.to_dict()}))
-            tune.report(values, checkpoint=tune.Checkpoint.from_directory(staging))
+        tune.report({**plain(metrics), "epoch": epoch})
 
     workdir = trial_dir / "train"
     attempt = 1
@@ -163,17 +166,122 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
     tune.report(final)
 
 
-def _checkpoint_epoch(checkpoint: Any) -> int | None:
-    with checkpoint.as_directory() as folder:
-        progress = Path(folder, "progress.json")
-        return json.loads(progress.read_text())["epoch"] if progress.is_file() else None
-
-
 def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str) -> None:
     for name in objectives:
         value = metrics.get(name)
         if isinstance(value, (int, float)) and not math.isfinite(value):
             raise TrialDiverged(f"{name} is {value} {when}: training diverged")
+
+
+# -- the trial log: the only thing a resume reads --------------------------------------------------
+@dataclass
+class TrialLog:
+    """The trials of a run's ``tune-trials.jsonl``, each by its number: the last line about it.
+
+    finished: trials whose last line is ``end`` (complete, stopped early or errored), by number.
+    unfinished: trials that started but never ended (the search was stopped or killed), by number.
+    """
+
+    finished: dict[int, dict[str, Any]] = field(default_factory=dict)
+    unfinished: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def started(self) -> int:
+        """How many trial numbers are taken: one past the highest number seen."""
+        return max([*self.finished, *self.unfinished], default=-1) + 1
+
+
+def read_trial_log(run: Run, space: SearchSpace) -> TrialLog:
+    """The trial log of ``run``, every line checked: plain JSON of the expected shape only.
+
+    A torn line (a kill in mid-write) is skipped; a line of the wrong shape is refused with
+    its line number, since a resume must not guess what a damaged record meant.
+    """
+    path = run.path / TRIAL_LOG
+    log = TrialLog()
+    if not path.is_file():
+        return log
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # torn by a kill; the trial then counts as not finished
+        except RecursionError:
+            record = None
+        problem = _log_problem(record, space)
+        if problem:
+            raise NasError(f"{path}: line {number}: {problem}; the trial log is damaged, so this search cannot be "
+                           "resumed from it (start a new search)")
+        trial = record["number"]
+        if record["event"] == "end":
+            log.unfinished.pop(trial, None)
+            log.finished[trial] = record
+        else:
+            log.finished.pop(trial, None)
+            log.unfinished[trial] = record
+    return log
+
+
+def _log_problem(record: Any, space: SearchSpace) -> str | None:
+    """What is wrong with one trial-log record (``None``: nothing)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("event") not in ("start", "end"):
+        return "'event' must be 'start' or 'end'"
+    number = record.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 10**7:
+        return "'number' must be a trial number (an integer from 0)"
+    for key in ("experiment", "trial_id", "path"):
+        if not isinstance(record.get(key, ""), str):
+            return f"{key!r} must be a string"
+    config = record.get("config")
+    if not isinstance(config, dict) or not all(isinstance(k, str) and _scalar(v) for k, v in config.items()):
+        return "'config' must be an object of parameter names and plain values"
+    try:
+        params_to_genotype(config, space)
+    except NasError as exc:
+        return f"'config' is no genotype of space {space.name!r} ({exc})"
+    if record["event"] == "start":
+        return None
+    if record.get("status") not in STATUSES:
+        return f"'status' must be one of {', '.join(STATUSES)}"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) and _scalar(v) for k, v in metrics.items()):
+        return "'metrics' must be an object of metric names and numbers"
+    if not (record.get("seconds") is None or _number(record["seconds"])):
+        return "'seconds' must be a number"
+    if not isinstance(record.get("error", ""), str):
+        return "'error' must be a string"
+    curve = record.get("curve", [])
+    if not isinstance(curve, list) or not all(
+            isinstance(point, list) and len(point) == 3 and all(v is None or _number(v) for v in point)
+            for point in curve):
+        return "'curve' must be a list of [iteration, epoch, value] triples"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _fresh_experiment(run: Run) -> str:
+    """The first experiment name with no folder yet: ``tune``, then ``tune-2``, ``tune-3``, ...
+
+    A new experiment never writes into a folder that exists, so nothing already in the run
+    folder (an earlier experiment, or files someone placed there) is read, changed or deleted.
+    """
+    name, index = EXPERIMENT, 1
+    while os.path.lexists(run.path / name):
+        index += 1
+        name = f"{EXPERIMENT}-{index}"
+    return name
 
 
 # -- the search ------------------------------------------------------------------------------------
@@ -190,9 +298,14 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
 
     strategy: ``random``, ``tpe``, ``evolution`` or ``nsga2`` (an Optuna sampler inside
         ``OptunaSearch``); with ``ray_search="basic"`` only ``random``, drawn by Tune's
-        ``BasicVariantGenerator`` from ``tune.choice`` per decision.
-    resume: run folder of a stopped search: finished trials are kept, unfinished ones restart
-        from their last checkpoint, errored ones stay errored; settings come from its config.
+        variant generator from ``tune.choice`` per decision.
+    trials: trials of the search; on resume the total, counting the trials already started
+        (more than before extends the search).
+    resume: run folder of a stopped search (settings come from its config): read from its
+        trial log only, never from Tune's pickled experiment state. Finished trials (complete,
+        stopped early, errored) are kept as they are; unfinished ones run again from their first
+        epoch, under their own numbers, in a new Tune experiment next to the old one
+        (``tune-2/``, ...), followed by the remaining trials.
     address: Ray cluster to attach to (default ``$RAY_ADDRESS``; none: start a local Ray, with
         its dashboard on ``dashboard_host``:``dashboard_port`` behind token authentication).
     cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed); GPUs default
@@ -214,21 +327,23 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                    max_concurrent=max_concurrent, scheduler=scheduler, grace_period=grace_period,
                    reduction_factor=reduction_factor, ray_search=ray_search, strategy=strategy)
     run: Run | None = None
+    log = TrialLog()
     if resume is not None:
         run = Run.open(resume)
         config = run.config
         if config.get("backend") != "ray":
             raise NasError(f"run {run.path} is not a Ray Tune search; resume it without --backend ray")
-        from ray import tune
-
-        if not tune.Tuner.can_restore(str((run.path / EXPERIMENT).resolve())):
-            raise NasError(f"run {run.path} holds no Tune experiment state to resume (no {EXPERIMENT}/ folder "
-                           "with experiment_state-*.json); start a new search")
-        if trials != config["trials"]:
-            raise NasError(f"a resumed Ray Tune search finishes its own {config['trials']} trials (Tune cannot add "
-                           f"more); drop --trials, or start a new search for {trials}")
+        if config.get("trial_log") != TRIAL_LOG:
+            raise NasError(f"run {run.path} keeps no trial log ({TRIAL_LOG}), only Tune's own experiment state, "
+                           "which is never restored (Tune unpickles it, and unpickling runs code); start a new "
+                           "search")
         space = load_space_definition(config)
-        enqueued: list[dict[str, Any]] = []
+        log = read_trial_log(run, space)
+        if trials < log.started:
+            raise NasError(f"run {run.path} has started {log.started} trials ({len(log.finished)} finished); pass "
+                           f"--trials {log.started} or more to resume it")
+        enqueued = [_checked_params(params, space, "enqueue_params in config.json")
+                    for params in config.get("enqueue_params", [])]
     else:
         objective_names = parse_objectives(objectives, evaluator)
         if strategy == "nsga2" and len(objective_names) == 1 and "params" in getattr(evaluator, "provides", ()):
@@ -237,6 +352,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if multi and strategy == "evolution":
             raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
+        enqueued = [genotype_to_params(g if isinstance(g, Genotype) else resolve_genotype(str(g)), space)
+                    for g in enqueue]
         config = {"backend": "ray", "strategy": strategy, "ray_search": ray_search, "space": space.name,
                   "space_definition": space.to_dict(),
                   "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
@@ -248,9 +365,20 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                   "max_epochs": max_epochs or getattr(evaluator, "epochs", None),
                   "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
                   "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size},
-                  "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue]}
-        enqueued = [genotype_to_params(g if isinstance(g, Genotype) else resolve_genotype(str(g)), space)
-                    for g in enqueue]
+                  "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue],
+                  "enqueue_params": enqueued, "trial_log": TRIAL_LOG}
+
+    rerun = sorted(log.unfinished)  # run again first, under their own numbers
+    to_run = trials - len(log.finished)
+    if run is not None and to_run == 0:  # a resume with nothing left: the outputs again, from the log
+        if trials != config["trials"]:
+            run.write_json("config.json", {**config, "trials": trials})
+        result = write_outputs(run, space, config)
+        run.close()
+        if progress:
+            print(f"resuming {run.path}: all {trials} trials finished already", flush=True)
+            _print_summary(result, config)
+        return result
 
     _quiet_tune()
     # trials' own output stays in Ray's logs (the dashboard shows it): parallel trials would interleave
@@ -266,27 +394,28 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         _check_cluster_fits(config["cpus_per_trial"], gpus)
         if run is None:  # created only now, so that a refused setting leaves no folder behind
             run = Run.create(f"ray-{strategy}", config, out=out, name=space.name)
+        elif trials != config["trials"]:
+            run.write_json("config.json", {**config, "trials": trials})
+        experiment = _fresh_experiment(run)
         if progress:
             print(connection.instructions(), flush=True)
         trainable = tune.with_resources(
             tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
-                                 run_path=str(run.path.resolve())),
+                                 run_path=str(run.path.resolve()), experiment=experiment),
             {"cpu": config["cpus_per_trial"], "gpu": gpus})
-        if resume is not None:
-            tuner = tune.Tuner.restore(str((run.path / EXPERIMENT).resolve()), trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
-            if progress:
-                print(f"resuming {run.path}: finished and errored trials are kept, unfinished ones continue",
-                      flush=True)
-        else:
-            tuner = _new_tuner(trainable, run, space, config, enqueued, progress=progress)
-            if progress:
+        tuner = _new_tuner(trainable, run, experiment, space, config, log, enqueued, to_run, progress=progress)
+        if progress:
+            if resume is not None:
+                print(f"resuming {run.path}: {len(log.finished)} of {trials} trials finished; "
+                      f"{len(rerun)} unfinished run again from epoch 1, {to_run - len(rerun)} new; "
+                      f"Tune experiment {experiment}/", flush=True)
+            else:
                 goals = ", ".join(f"{d} {o}" for o, d in zip(config["objectives"], config["directions"]))
                 print(f"run folder {run.path}; {strategy} on {space.name} as Ray Tune trials: {goals}; "
                       f"scheduler {config['scheduler']}; {config['cpus_per_trial']:g} CPU + {gpus:g} GPU per trial",
                       flush=True)
-        grid = tuner.fit()
-        result = write_outputs(run, grid, space, config)
+        tuner.fit()
+        result = write_outputs(run, space, config)
         result.connection = connection
     finally:
         if run is not None:
@@ -298,6 +427,16 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
     if progress:
         _print_summary(result, config)
     return result
+
+
+def _checked_params(params: Any, space: SearchSpace, where: str) -> dict[str, Any]:
+    if not isinstance(params, dict) or not all(isinstance(k, str) and _scalar(v) for k, v in params.items()):
+        raise NasError(f"{where}: expected an object of parameter names and plain values, got {params!r:.80}")
+    try:
+        params_to_genotype(params, space)
+    except NasError as exc:
+        raise NasError(f"{where}: {exc}") from None
+    return dict(params)
 
 
 def _check_options(*, trials: int, strategy: str, ray_search: str, **settings: Any) -> None:
@@ -331,50 +470,136 @@ def _quiet_tune() -> None:
     """Settings for the Tune driver and, through it, the trials (set unless the user set them)."""
     # trials keep the launch folder as working directory, so relative data paths still work
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    # a checkpoint per epoch triggers a warning about frequent experiment snapshots; they are small
+    # frequent experiment snapshots trigger a warning; they are small
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def _new_tuner(trainable: Any, run: Run, space: SearchSpace, config: dict[str, Any],
-               enqueued: list[dict[str, Any]], *, progress: bool) -> Any:
+def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, config: dict[str, Any],
+               log: TrialLog, enqueued: list[dict[str, Any]], to_run: int, *, progress: bool) -> Any:
+    """A Tune experiment of ``to_run`` trials: the unfinished trials of ``log`` first, then those
+    an uninterrupted search would have run next; the finished ones are known to its searcher."""
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     objectives = list(config["objectives"])
     modes = ["max" if d == "maximize" else "min" for d in config["directions"]]
     multi = len(objectives) > 1
+    rerun = [log.unfinished[n]["config"] for n in sorted(log.unfinished)]
+    base = log.started
     param_space: dict[str, Any] = {}
     if config["ray_search"] == "basic":
-        search_alg: Any = BasicVariantGenerator(points_to_evaluate=enqueued or None, random_state=config["seed"])
         param_space = {name: tune.choice(list(choices)) for name, choices in param_choices(space).items()}
+        # every trial's config drawn up front from the seed, so a resume continues the same sequence
+        plan = _basic_plan(param_space, enqueued, config["seed"], base + to_run - len(rerun))
+        search_alg: Any = BasicVariantGenerator(points_to_evaluate=rerun + plan[base:], random_state=config["seed"])
     else:
-        from ray.tune.search.optuna import OptunaSearch
+        from nas.strategies.blackbox.ray_searcher import ResumedOptunaSearch
 
-        # per-trial seeds (seed, trial index): a restored searcher continues as an uninterrupted one
+        # per-trial seeds (seed, trial index): a rebuilt study continues as an uninterrupted one
         sampler = make_sampler(config["strategy"], space, seed=config["seed"], multi_objective=multi,
                                population=config["sampler"]["population"],
                                sample_size=config["sampler"]["sample_size"])
         previous = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not the note that a study was created
         try:
-            search_alg = OptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
-                                      mode=modes if multi else modes[0], sampler=sampler,
-                                      points_to_evaluate=enqueued or None)
+            storage, running = rebuilt_study(log, space, sampler, objectives, config["directions"],
+                                             enqueued=len(enqueued)) if base else (None, [])
+            search_alg = ResumedOptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
+                                             mode=modes if multi else modes[0], sampler=sampler, storage=storage,
+                                             study_name=STUDY_NAME, resumed=running,
+                                             points_to_evaluate=enqueued[base:] or None)
         finally:
             optuna.logging.set_verbosity(previous)
-    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=_make_scheduler(config, objectives[0], modes[0]),
-                                  num_samples=config["trials"], max_concurrent_trials=config["max_concurrent"],
+    scheduler = _make_scheduler(config, objectives[0], modes[0])
+    if scheduler is not None:
+        _refill_rungs(scheduler, log, objectives[0])
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=to_run,
+                                  max_concurrent_trials=config["max_concurrent"],
                                   trial_dirname_creator=trial_dirname,
                                   # a worker process per trial would import torch and nas every time
                                   reuse_actors=True)
-    from nas.strategies.blackbox.ray_progress import TrialLines
+    from nas.strategies.blackbox.ray_progress import TrialBook, TrialLines
 
+    book = TrialBook(run.path.resolve(), experiment, TRIAL_LOG, objectives, first=sorted(log.unfinished), base=base,
+                     final_metrics=final_metrics, error_line=error_line)
+    callbacks: list[Any] = [book]
+    if progress:
+        callbacks.append(TrialLines(space, objectives, number=book.number))
     run_config = tune.RunConfig(
-        storage_path=str(run.path.resolve()), name=EXPERIMENT,
+        storage_path=str(run.path.resolve()), name=experiment,
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[TrialLines(space, objectives)] if progress else None, verbose=0)
+        callbacks=callbacks, verbose=0)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def _basic_plan(param_space: dict[str, Any], enqueued: list[dict[str, Any]], seed: int,
+                count: int) -> list[dict[str, Any]]:
+    """The configs of trials ``0 .. count - 1`` of a basic random search: the enqueued ones,
+    then draws of Tune's variant generator from one random stream seeded with ``seed``."""
+    import numpy as np
+    from ray.tune.search.variant_generator import generate_variants
+
+    rng = np.random.default_rng(seed)
+    plan = [dict(p) for p in enqueued[:count]]
+    while len(plan) < count:
+        _, spec = next(generate_variants({"config": param_space}, random_state=rng))
+        plan.append(dict(spec["config"]))
+    return plan
+
+
+def rebuilt_study(log: TrialLog, space: SearchSpace, sampler: optuna.samplers.BaseSampler,
+                  objectives: list[str], directions: list[str], *,
+                  enqueued: int = 0) -> tuple[optuna.storages.BaseStorage, list[Any]]:
+    """An in-memory study holding the logged trials as ``OptunaSearch`` recorded them, in the
+    order they were created, and the trials that were running, asked again and left running.
+
+    Each trial is asked with its logged parameters fixed and its define-by-run suggestions
+    made, so the seeded sampler sees the same history at every trial number as the
+    uninterrupted search did: complete and stopped trials are told their last reported
+    objectives (with their per-report values, as OptunaSearch reports them), errored ones fail.
+    Trials after the first ``enqueued`` (which were given, not sampled) also have the sampler's
+    relative sample drawn, for what it records in the study (NSGA-II's generations and parents).
+    """
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner(),
+                                study_name=STUDY_NAME, directions=directions)
+    running = []
+    for number in range(log.started):
+        record = log.finished.get(number) or log.unfinished.get(number)
+        if record is None:  # created but never started: not in any study the search resumes
+            continue
+        study.enqueue_trial(genotype_to_params(params_to_genotype(record["config"], space), space))
+        trial = study.ask()
+        if number >= enqueued:
+            trial.relative_params  # noqa: B018  (drawn for its records; the fixed parameters win)
+        suggest_genotype(trial, space)
+        if number not in log.finished:
+            running.append(trial)
+            continue
+        metrics = record["metrics"]
+        values = [metrics.get(name) for name in objectives]
+        if len(objectives) == 1:
+            for iteration, _, value in record.get("curve", []):
+                if iteration is not None and value is not None:
+                    trial.report(float(value), int(iteration))
+        if record["status"] == "error":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif any(not _number(v) or not math.isfinite(v) for v in values):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, [float(v) for v in values] if len(values) > 1 else float(values[0]))
+    return storage, running
+
+
+def _refill_rungs(scheduler: Any, log: TrialLog, metric: str) -> None:
+    """Give ASHA the finished trials' per-epoch objectives, as if it had watched them run."""
+    for number in sorted(log.finished):
+        stand_in = SimpleNamespace(trial_id=f"logged-{number}")
+        scheduler.on_trial_add(None, stand_in)
+        for _, epoch, value in log.finished[number].get("curve", []):
+            if epoch is not None and value is not None and math.isfinite(value):
+                scheduler.on_trial_result(None, stand_in, {"epoch": epoch, metric: value})
+        scheduler.on_trial_remove(None, stand_in)
 
 
 def _make_scheduler(config: dict[str, Any], metric: str, mode: str) -> Any:
@@ -398,44 +623,35 @@ def _make_scheduler(config: dict[str, Any], metric: str, mode: str) -> Any:
 
 
 # -- results ---------------------------------------------------------------------------------------
-def trial_records(grid: Any, space: SearchSpace) -> list[TrialRecord]:
-    """One record per trial of a Tune ``ResultGrid``, numbered in the order Tune created them."""
+def trial_records(run: Run, log: TrialLog, space: SearchSpace) -> list[TrialRecord]:
+    """One record per finished trial of the trial log, by trial number."""
     records = []
-    for number, result in enumerate(grid):
-        metrics = final_metrics(result)
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name.removeprefix("trial_")
-        try:
-            genotype: Genotype | None = params_to_genotype(result.config or {}, space)
-        except NasError:  # a trial that failed before Tune recorded its config
-            genotype = None
-        if result.error is not None:
-            status = "error"
-        elif (result.metrics or {}).get("completed"):
-            status = "complete"
-        else:
-            status = "stopped"
-        columns = {"trial_id": trial_id, "epoch": metrics.get("epoch"),
-                   "seconds": (result.metrics or {}).get("time_total_s"),
-                   "error": _error_line(result.error) if result.error is not None else "", "path": str(result.path)}
-        records.append(TrialRecord(number, status, genotype, metrics, columns, {"trial_id": trial_id}))
+    for number in sorted(log.finished):
+        entry = log.finished[number]
+        metrics = dict(entry["metrics"])
+        trial_id = entry.get("trial_id", "")
+        folder = entry.get("path", "")
+        columns = {"trial_id": trial_id, "epoch": metrics.get("epoch"), "seconds": entry.get("seconds"),
+                   "error": entry.get("error", ""), "path": str(run.path.resolve() / folder) if folder else ""}
+        records.append(TrialRecord(number, entry["status"], params_to_genotype(entry["config"], space), metrics,
+                                   columns, {"trial_id": trial_id}))
     return records
 
 
-def _error_line(error: BaseException) -> str:
-    """The trial's own exception, not Ray's wrapper around it."""
-    cause = getattr(error, "cause", None) or error
-    text = f"{type(cause).__name__}: {cause}"
-    lines = [line for line in text.splitlines() if line.strip()]
+def error_line(text: str) -> str:
+    """The trial's own exception from Tune's ``error.txt`` text, not Ray's wrapper around it."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Failure # ")]
     for line in reversed(lines):  # Ray's traceback text ends with the original exception
         if not line.startswith((" ", "\t")) and ":" in line:
             return line[:500]
-    return lines[0][:500] if lines else type(cause).__name__
+    return lines[-1].strip()[:500] if lines else "error"
 
 
-def write_outputs(run: Run, grid: Any, space: SearchSpace, config: dict[str, Any]) -> RaySearchResult:
-    """Write trials.csv, metrics.jsonl, genotype.json/best.json, the Pareto set and plots."""
+def write_outputs(run: Run, space: SearchSpace, config: dict[str, Any]) -> RaySearchResult:
+    """Write trials.csv, metrics.jsonl, genotype.json/best.json, the Pareto set and plots from
+    the run's trial log: every finished trial once, of every experiment of the run."""
     objectives = list(config["objectives"])
-    records = trial_records(grid, space)
+    records = trial_records(run, read_trial_log(run, space), space)
     outcome = write_results(run, records, objectives, config["directions"])
     rows = table_rows(records, objectives)
     logged = [{k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")}
@@ -450,9 +666,9 @@ def write_outputs(run: Run, grid: Any, space: SearchSpace, config: dict[str, Any
     return RaySearchResult(run.path, outcome.genotype, outcome.metrics, outcome.pareto, trials=pd.DataFrame(rows))
 
 
-def final_metrics(result: Any) -> dict[str, Any]:
+def final_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """The evaluator's metrics in a trial's last report, without Tune's bookkeeping."""
-    return {k: v for k, v in (result.metrics or {}).items() if k not in _TUNE_KEYS}
+    return {k: v for k, v in plain(result or {}).items() if k not in _TUNE_KEYS}
 
 
 def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
@@ -461,11 +677,11 @@ def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
         print("no trial ran")
         return
     counts = table["status"].value_counts()
-    print(f"{len(table)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "stopped", "error")))
+    print(f"{len(table)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
     for _, row in table[table["status"] == "error"].iterrows():
         print(f"  trial {int(row['trial'])} errored: {row['error']}")
     if result.genotype is None:
         print(f"no trial ran to the end; see {result.path}/trials.csv")
         return
     print_best(result.path, result.genotype, result.metrics, result.pareto, config["objectives"])
-    print(f"Tune logs: tensorboard --logdir {result.path}/{EXPERIMENT}")
+    print(f"Tune logs: tensorboard --logdir {result.path}")
