@@ -48,7 +48,7 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
             raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
         if settings.storage or settings.study_name:
             raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its "
-                           "state in <run>/tune/ (resume it with --resume RUN)")
+                           "trials in <run>/tune-trials.jsonl (resume it with --resume RUN)")
         try:
             from nas.strategies.blackbox.ray_tune import search_ray
         except ImportError as exc:
