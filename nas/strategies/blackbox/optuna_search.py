@@ -528,12 +528,15 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         finally:
             result = write_outputs(run, study, space, objectives)
             run.close()
+        if progress:
+            _print_summary(result, objectives)
     finally:
         if isinstance(opened, optuna.storages.RDBStorage):
-            opened.engine.dispose()  # the study's file is closed (and SQLite's -wal / -shm gone) on return
+            # the study's file is closed on return (SQLite's -wal / -shm files go with the last
+            # connection); result.study still works, opening a connection when asked
+            opened.remove_session()
+            opened.engine.dispose()
         optuna.logging.set_verbosity(previous_verbosity)
-    if progress:
-        _print_summary(result, objectives)
     return result
 
 
