@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_ops(args: argparse.Namespace) -> int:
     import torch
 
-    from nas.measure import MACS_CONVENTION, count_macs, count_parameters
     from nas.errors import NasError
+    from nas.measure import MACS_CONVENTION, count_macs, count_parameters
     from nas.ops import create_op, get_op, list_ops
 
     if args.channels * args.size**2 > OPS_MAX_VALUES:  # a larger input only exhausts memory
