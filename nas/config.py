@@ -218,5 +218,8 @@ def _parse_text(name: str, base: type, optional: bool, choices: tuple[Any, ...] 
         # every allowed item, or none of them (unless the field's own choices give the word a meaning)
         if choices is not None and text.lower() in ("all", "none") and text.lower() not in choices:
             return tuple(choices) if text.lower() == "all" else ()
-        return tuple(item.strip() for item in text.split(",") if item.strip())
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if not items:
+            raise NasError(f"{lead}takes a comma-separated list, got {text!r}, which lists nothing")
+        return items
     return text

@@ -112,6 +112,8 @@ def _genotype_files(g: Path, marker: Path) -> None:
                                                               "reduction": NORMAL}})
     _json(g / "typo.json", {"space": "darts", "cell": {"normal": NORMAL, "reduction": NORMAL}})
     _json(g / "onecell.json", {"space": "darts", "cells": {"normal": NORMAL}})
+    _json(g / "concatdup.json", {"space": "darts", "cells": {"normal": {**NORMAL, "concat": [2, 2, 3]},
+                                                              "reduction": NORMAL}})
     _json(g / "sdef.json", {**_darts_genotype(), "space": "tiny", "space_definition": {
         "name": "tiny", "kind": "cell", "ops": ["sep_conv_3x3"], "cell": {"types": 3}}})
     _json(g / "mobileblock.json", {"space": "mobile", "stages": [["inverted_residual_k4_e6"]] * 6})
@@ -442,6 +444,7 @@ def _runs(r: Path, nb201_root: Path, marker: Path) -> None:
     _write(copy("train", "train_text_ckpt") / "checkpoints" / "last.pt", "not a checkpoint\n")
     torch.save({"weights": torch.zeros(3)}, copy("train", "train_foreign_ckpt") / "checkpoints" / "last.pt")
     (copy("train", "train_no_best") / "checkpoints" / "best.pt").unlink()
+    (copy("train", "train_no_last") / "checkpoints" / "last.pt").unlink()  # a finished run: resuming would retrain
 
     config = (r / "darts" / "config.json").read_bytes()
     shutil.copy(r / "train" / "checkpoints" / "last.pt", copy("darts", "darts_train_ckpt") / "checkpoints" / "last.pt")
@@ -449,6 +452,7 @@ def _runs(r: Path, nb201_root: Path, marker: Path) -> None:
     dlast = (r / "darts" / "checkpoints" / "last.pt").read_bytes()
     _write(copy("darts", "darts_trunc_ckpt") / "checkpoints" / "last.pt", dlast[: len(dlast) // 2])
     torch.save({"format": 1, "model": Payload(marker)}, copy("darts", "darts_payload_ckpt") / "checkpoints" / "last.pt")
+    (copy("darts", "darts_no_last") / "checkpoints" / "last.pt").unlink()
     saved = json.loads(config)
     saved["space"]["cell"]["types"] = 3
     _json(copy("darts", "darts_bad_space") / "config.json", saved)
@@ -581,7 +585,7 @@ case("spaces-unknown-option", "spaces --space x", "--space")
 # genotype files (nas build)
 for file in ("bin", "empty", "deep", "list", "number", "string", "nospace", "frac", "bool", "negative", "range",
              "strsrc", "unknownop", "opnumber", "huge", "notjson", "latin1", "bigint", "cellslist", "edge3",
-             "concatstr", "typo", "onecell", "sdef", "nb201range"):
+             "concatstr", "typo", "onecell", "sdef", "nb201range", "concatdup"):
     case(f"build-genotype-{file}", f"build --genotype {{c}}/g/{file}.json", f"{file}.json")
 case("build-genotype-chain-block", "build --genotype {c}/g/mobileblock.json", "mobileblock.json")
 case("build-genotype-missing-file", "build --genotype {c}/g/nope.json", "nope.json")
@@ -916,6 +920,26 @@ case("detect-fpn-channels-4", f"{DETECT} --fpn-channels 4", "--fpn-channels", ti
 case("detect-warmup-steps-negative", f"{DETECT} --warmup-steps -1", "--warmup-steps", tiny=TASK_TINY)
 case("segment-lr-inf", f"{SEGMENT} --lr inf", "--lr", tiny=TASK_TINY)
 case("segment-resume-nested-config", "segment --resume {c}/r/train_nested_config", "config.json")
+
+# empty and blank values (never "the default"), values too large to work, finished runs without last.pt
+case("build-space-empty-string", f"{BUILD} --space ''", "--space")
+case("train-space-empty-string", f"{TRAIN} --space ''", "--space", tiny=TRAIN_TINY)
+case("train-out-blank", f"{TRAIN} --out ' '", "--out", tiny=TRAIN_TINY)
+case("tpe-storage-empty", f"{BLACKBOX} --strategy tpe --storage ''", "--storage")
+case("blackbox-objectives-empty", f"{BLACKBOX} --objectives ''", "--objectives")
+case("blackbox-objectives-comma", f"{BLACKBOX} --objectives ,", "--objectives")
+case("blackbox-enqueue-empty", f"{BLACKBOX} --enqueue ''", "--enqueue")
+case("blackbox-enqueue-commas", f"{BLACKBOX} --enqueue ,,", "--enqueue")
+case("blackbox-space-empty-string", f"{BLACKBOX} --space ''", "--space")
+case("detect-detector-empty", f"{DETECT} --detector ''", "--detector", tiny=TASK_TINY)
+case("segment-head-empty", f"{SEGMENT} --head ''", "--head", tiny=TASK_TINY)
+case("export-source-empty", "export '' --out x", "RUN_OR_GENOTYPE")
+case("ops-channels-huge", "ops --channels 99999999999999", "--channels")
+case("ops-size-huge", "ops --size 99999999", "--size")
+case("build-input-size-huge", f"{BUILD} --input-size 100000", "--input-size")
+case("export-input-size-huge", "export DARTS_V2 --input-size 100000 --out x", "--input-size")
+case("train-resume-deleted-checkpoint", "train --resume {c}/r/train_no_last", "last.pt")
+case("darts-resume-deleted-checkpoint", "search --resume {c}/r/darts_no_last", "last.pt")
 
 
 @pytest.mark.parametrize("c", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])

@@ -59,6 +59,19 @@ def _assemble() -> tuple[argparse.ArgumentParser, argparse.Action]:
     return parser, sub
 
 
+def _refuse_blank_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An option given an empty or blank value (``--space ""``, ``--out " "``) is a mistake, not
+    a way to ask for the default: refused by name, before the command runs."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not item.strip() and item != action.default:
+                if not action.option_strings:
+                    parser.error(f"{action.metavar or action.dest}: empty value {item!r}; give a value")
+                name = max(action.option_strings, key=len)
+                parser.error(f"{name}: empty value {item!r}; give a value, or drop {name} for its default")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``nas`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code: 0, 2 for a
     usage error or a user mistake (one line on stderr), 130 when interrupted."""
@@ -68,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:  # named by the command they were given to, not by `nas`
             sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)} "
                                             f"(see nas {args.command} --help)")
+        _refuse_blank_values(sub.choices[args.command], args)
     except SystemExit as exc:  # a usage error (printed already), or --help
         return exc.code if isinstance(exc.code, int) else 2
     try:

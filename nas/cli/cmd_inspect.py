@@ -9,6 +9,7 @@ from nas.cli.options import add_overwrite, input_size, number, setting_type
 from nas.train.config import TrainConfig
 
 ORDER = 10
+OPS_MAX_VALUES = 2**24  # nas ops: channels x size x size of the measured input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_ops(args: argparse.Namespace) -> int:
     import torch
 
+    from nas.errors import NasError
     from nas.measure import MACS_CONVENTION, count_macs, count_parameters
     from nas.ops import create_op, get_op, list_ops
 
+    if args.channels * args.size**2 > OPS_MAX_VALUES:  # a larger input only exhausts memory
+        raise NasError(f"--channels {args.channels} x --size {args.size}^2 is {args.channels * args.size**2:,} values "
+                       f"per input; at most {OPS_MAX_VALUES:,} (such as --channels 256 --size 256)")
     print(f"{len(list_ops())} ops; C_in = C_out = {args.channels}, input {args.size}x{args.size}, stride 1")
     print(f"{'op':32s} {'params':>9s} {'MACs':>12s}  description")
     for name in list_ops():

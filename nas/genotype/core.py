@@ -324,6 +324,8 @@ def _validate_cells(genotype: Genotype, space: SearchSpace) -> None:
                 raise NasError(f"{where}: node {node} must have one edge from each of nodes 0..{node - 1}")
         if not c.concat:
             raise NasError(f"{where}: concat is empty; it lists the nodes whose outputs form the cell output")
+        if len(set(c.concat)) != len(c.concat):
+            raise NasError(f"{where}: concat {list(c.concat)} names a node twice; list each output node once")
         for n in c.concat:
             if not 0 <= n < space.num_node_ids:
                 raise NasError(f"{where}: output node {n} is out of range 0..{space.num_node_ids - 1}")

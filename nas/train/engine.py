@@ -592,6 +592,12 @@ def _plan_resume(path: Path, genotype: Genotype | str | None, dataset: str | Non
                        "or start a new run")
     state = None
     last = run.path / "checkpoints" / "last.pt"
+    # best.pt is copied from last.pt and result.json comes at the end: with either there, a
+    # missing last.pt was deleted, and starting over would replace the run's trained weights
+    done = [p.name for p in (run.path / "checkpoints" / "best.pt", run.path / "result.json") if p.exists()]
+    if done and not last.exists():
+        raise NasError(f"{last} is missing, though run {path} has {' and '.join(done)}; it cannot be resumed, "
+                       "start a new run (or restore the checkpoint)")
     if last.exists():
         state = load_checkpoint(last)
         saved_spec = ModelSpec.from_dict(state["spec"], source=str(last))

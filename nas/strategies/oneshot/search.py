@@ -120,6 +120,12 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
         space = space_from_dict(saved["space"], source=f"{resume}/config.json")
         config = from_dict(DartsConfig, saved["darts"], "DARTS")
         seed = int(saved["seed"])
+        # the result is written after the last checkpoint: with it there, a missing last.pt was
+        # deleted, and starting over would replace the run's result
+        last = run.path / "checkpoints" / "last.pt"
+        if (run.path / "result.json").exists() and not last.exists():
+            raise NasError(f"{last} is missing, though run {resume} has its result.json; it cannot be resumed, "
+                           "start a new run (or restore the checkpoint)")
         data_root = data_root if data_root is not None else saved.get("data_root")
         if not isinstance(dataset, DatasetInfo):
             dataset = saved["dataset"]
