@@ -866,8 +866,6 @@ case("segment-damaged-image", f"{SEGMENT} --dataset voc --images {{c}}/voc/image
 case("segment-num-classes-1", f"{SEGMENT} {VOC}masks_ok --num-classes 1", "--num-classes", tiny=TASK_TINY)
 case("segment-num-classes-0", f"{SEGMENT} {VOC}masks_ok --num-classes 0", "--num-classes", tiny=TASK_TINY)
 case("segment-head-unknown", f"{SEGMENT} --head segformer", "segformer", tiny=TASK_TINY)
-case("segment-head-empty", [*SEGMENT.split(), "--head", ""], "segmentation head ''", tiny=TASK_TINY)
-case("detect-detector-empty", [*DETECT.split(), "--detector", ""], "detector ''", tiny=TASK_TINY)
 case("segment-genotype-bin", "segment --genotype {c}/g/bin.json", "bin.json", tiny=TASK_TINY)
 case("segment-genotype-unknown-op", "segment --genotype {c}/g/unknownop.json", "unknownop.json", tiny=TASK_TINY)
 case("segment-space-deep", f"{SEGMENT} --space {{c}}/s/deep.yaml", "deep.yaml", tiny=TASK_TINY)
