@@ -396,9 +396,10 @@ def _check_search(run: Runner, ref: Runner, trials: int) -> None:
 
 BLACKBOX_KILLS = {  # per strategy: kill points (evolution, reported as reseeding on resume, the most)
     "evolution": (["blackbox.trial_started@1", "blackbox.trial_running@3", "blackbox.before_tell@2",
-                   "blackbox.after_tell@4", "blackbox.after_log@2", "blackbox.trial_started@5",
-                   "blackbox.after_tell@1"], 6, 30),
-    None: (["blackbox.trial_started@2", "blackbox.after_tell@3", "blackbox.before_tell@2"], 2, 20),
+                   "blackbox.after_tell@4", "blackbox.suggesting@9", "blackbox.after_log@2",
+                   "blackbox.trial_started@5", "blackbox.after_tell@1", "blackbox.suggesting@40"], 6, 30),
+    None: (["blackbox.trial_started@2", "blackbox.suggesting@14", "blackbox.after_tell@3",
+            "blackbox.before_tell@2", "blackbox.suggesting@3"], 2, 20),
 }
 
 

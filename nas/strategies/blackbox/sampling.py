@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 
 from nas.errors import NasError
+from nas.faults import kill_point
 from nas.genotype import CellGenotype, Genotype, to_nb201_string
 from nas.genotype.sampling import edge_ops
 from nas.space import SearchSpace, load_space
@@ -80,7 +81,11 @@ def suggest_genotype(trial: optuna.trial.BaseTrial, space: SearchSpace | str) ->
     space = load_space(space)
 
     def choose(name: str, choices: tuple[Any, ...]) -> Any:
-        return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, choices)
+        if len(choices) == 1:
+            return choices[0]
+        value = trial.suggest_categorical(name, choices)
+        kill_point("blackbox.suggesting")  # some decisions stored, others not yet
+        return value
 
     return _decide(space, choose)
 

@@ -62,10 +62,11 @@ class TrialSeededSampler(BaseSampler):
         self._make = make
         self._seed = seed
         self._samplers: dict[int, BaseSampler] = {}  # trial number -> its sampler, while it runs
+        self._relative: dict[int, dict[str, Any]] = {}  # trial number -> its relative sample, once replayed
 
     def __getstate__(self) -> dict[str, Any]:
         # the per-trial samplers are rebuilt on demand, with the same seeds
-        return {"_make": self._make, "_seed": self._seed, "_samplers": {}}
+        return {"_make": self._make, "_seed": self._seed, "_samplers": {}, "_relative": {}}
 
     def sampler_for(self, study: Study, trial: FrozenTrial) -> BaseSampler:
         sampler = self._samplers.get(trial.number)
@@ -74,17 +75,33 @@ class TrialSeededSampler(BaseSampler):
             sampler = self._samplers[trial.number] = self._make(seed)
         return sampler
 
+    def _replay(self, sampler: BaseSampler, study: Study, trial: FrozenTrial) -> None:
+        """A trial re-run after a kill in the middle of its suggestions keeps the decisions it had
+        stored. Make the draws of the first run again, in its order (the relative sample, then each
+        stored decision drawn alone, values discarded), so that the sampler's random stream stands
+        where the first run's stood for the decisions still to come."""
+        space = sampler.infer_relative_search_space(study, trial)
+        relative = self._relative[trial.number] = sampler.sample_relative(study, trial, space)
+        for name, distribution in trial.distributions.items():
+            if name not in relative:
+                sampler.sample_independent(study, trial, name, distribution)
+
     def reseed_rng(self) -> None:
         """Nothing to do: every trial's sampler has its own seed already."""
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.sampler_for(study, trial).before_trial(study, trial)
+        sampler = self.sampler_for(study, trial)
+        sampler.before_trial(study, trial)
+        if trial.params and not trial.system_attrs.get("fixed_params"):
+            self._replay(sampler, study, trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self.sampler_for(study, trial).infer_relative_search_space(study, trial)
 
     def sample_relative(self, study: Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if trial.number in self._relative:
+            return self._relative[trial.number]
         return self.sampler_for(study, trial).sample_relative(study, trial, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
@@ -97,3 +114,4 @@ class TrialSeededSampler(BaseSampler):
             self.sampler_for(study, trial).after_trial(study, trial, state, values)
         finally:
             self._samplers.pop(trial.number, None)
+            self._relative.pop(trial.number, None)
