@@ -72,8 +72,10 @@ def test_hard_weights_are_one_hot_and_all_logits_of_an_edge_get_gradient():
     net = Supernet("darts", C=4, layers=3)
     tau = 2.0
     weights, indices = net.sample_weights(tau, torch.Generator().manual_seed(3))
-    for t, w in weights.items():
-        assert torch.equal(w.detach(), F.one_hot(torch.tensor(indices[t]), w.shape[1]).float())
+    for t, w in weights.items():  # one-hot in value: (1 - p) + p may round, 0 - p + p does not
+        hard = F.one_hot(torch.tensor(indices[t]), w.shape[1]).float()
+        assert torch.equal(w.detach() * (1 - hard), torch.zeros_like(w))
+        assert torch.allclose(w.detach(), hard, rtol=0, atol=1e-6)
     net.tau, net.generator = tau, torch.Generator().manual_seed(3)
     x, y = batch()
     F.cross_entropy(net(x), y).backward()

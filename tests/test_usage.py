@@ -234,7 +234,7 @@ SEARCH_INPUTS = [
     # options the chosen strategy would ignore
     (["search", "--backend", "ray"], ["--backend is a setting of --strategy", "random", "not darts"]),
     (["search", "--trials", "5", "--out", "new"], ["--trials is a setting of --strategy", "add --strategy"]),
-    (["search", "--strategy", "random", "--order", "2"], ["--order is a setting of --strategy darts, not random"]),
+    (["search", "--strategy", "random", "--order", "2"], ["--order is a setting of --strategy darts, gdas, not random"]),
     (["search", "--evaluator", "nb201"], ["--evaluator: --strategy darts scores no trials"]),
     (["search", "--strategy", "darts", "--trial-setting", "lr=0.1"], ["--trial-setting: --strategy darts"]),
     (["search", "--epochs-per-trial", "2", "--out", "new"], ["--epochs-per-trial: --strategy darts"]),
