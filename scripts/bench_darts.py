@@ -3,7 +3,8 @@
 One step is what the search loop does per batch: a first-order architecture step on a
 validation batch plus a weight step on a training batch (``train_step`` of the search loop
 itself). The defaults are the paper's search settings: darts space, 8 cells, C=16, batch 64,
-32x32 images; PC-DARTS is measured with K=4 at the same settings.
+32x32 images; PC-DARTS is measured with K=4 at the same settings. ``--gdas`` adds a GDAS step
+(the full supernet, one sampled op per edge) at the same settings.
 
 Each configuration runs in a fresh process so that peak memory is its own: on the CPU the
 peak resident set size (``ru_maxrss``) minus the size after building the model and batches,
@@ -37,7 +38,7 @@ def _rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(args: argparse.Namespace, partial_channels: int) -> dict:
+def measure(args: argparse.Namespace, partial_channels: int, *, sampled: bool = False) -> dict:
     """Time ``args.steps`` steps after ``args.warmup`` untimed ones; in this process."""
     import torch
 
@@ -53,6 +54,8 @@ def measure(args: argparse.Namespace, partial_channels: int) -> dict:
     memory_format = torch.channels_last if cuda or args.channels_last else torch.contiguous_format
     model = Supernet(args.space, C=args.init_channels, layers=args.layers, partial_channels=partial_channels,
                      edge_normalisation=partial_channels > 1).to(dev, memory_format=memory_format)
+    if sampled:  # GDAS: every forward pass runs one sampled op per edge
+        model.tau, model.generator = 1.0, torch.Generator().manual_seed(0)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and not args.no_amp else None
     arch = Architect(model, order=1, **({"autocast": autocast} if autocast else {}))
@@ -77,7 +80,7 @@ def measure(args: argparse.Namespace, partial_channels: int) -> dict:
         step()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    result = {"partial_channels": partial_channels, "step_s_median": median, "step_s_all": times,
+    result = {"strategy": "gdas" if sampled else "darts", "partial_channels": partial_channels, "step_s_median": median, "step_s_all": times,
               "images_per_s": args.batch_size / median,
               "weights": sum(p.numel() for p in model.weight_parameters())}
     if cuda:
@@ -112,20 +115,23 @@ def main() -> int:
     parser.add_argument("--channels-last", action="store_true",
                         help="channels-last tensors on the CPU too (the search uses them on CUDA only)")
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--gdas", action="store_true", help="also measure a GDAS step (K=1, one sampled op per edge)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one more step")
     parser.add_argument("--label", default="current", help="key under which results are stored")
     parser.add_argument("--out", default=str(REPO / "results" / "darts_benchmark.json"))
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)  # internal: one K in this process
+    parser.add_argument("--sampled", action="store_true", help=argparse.SUPPRESS)  # internal: with --single, GDAS
     args = parser.parse_args()
 
     if args.single is not None:
-        print(json.dumps(measure(args, args.single)))
+        print(json.dumps(measure(args, args.single, sampled=args.sampled)))
         return 0
     runs = []
-    for k in args.partial_channels:
+    settings = [(k, []) for k in args.partial_channels] + ([(1, ["--sampled"])] if args.gdas else [])
+    for k, extra in settings:
         argv = [a for a in sys.argv[1:]]
-        proc = subprocess.run([sys.executable, __file__, *argv, "--single", str(k)], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.run([sys.executable, __file__, *argv, "--single", str(k), *extra], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode
@@ -133,7 +139,7 @@ def main() -> int:
             print(proc.stderr, file=sys.stderr)
         run = json.loads(proc.stdout.strip().splitlines()[-1])
         runs.append(run)
-        print(f"K={k}: {run['images_per_s']:.1f} images/s (median step {run['step_s_median']:.2f} s), "
+        print(f"{run['strategy']} K={k}: {run['images_per_s']:.1f} images/s (median step {run['step_s_median']:.2f} s), "
               f"peak memory {run['peak_memory_mib']:.0f} MiB ({run['memory_kind']})", flush=True)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
@@ -158,7 +164,7 @@ def markdown(data: dict) -> str:
              "One supernet step as the search runs it: a first-order architecture step on a validation batch and a "
              "weight step on a training batch (`scripts/bench_darts.py`). Median of the timed steps after one "
              "warm-up step; each setting in a fresh process. K=1 is the full supernet, K=4 partial channels "
-             "(PC-DARTS, edge normalisation on). On the CPU, peak memory is the peak resident set size minus the "
+             "(PC-DARTS, edge normalisation on); gdas is GDAS' step (one sampled op per edge). On the CPU, peak memory is the peak resident set size minus the "
              "size after building the model and batches; on CUDA `torch.cuda.max_memory_allocated`.", "",
              "| label | device, threads | space, cells, C, batch, size | K | images/s | step (s) | peak memory (MiB) "
              "| load avg | when |",
@@ -167,7 +173,8 @@ def markdown(data: dict) -> str:
         s = entry["settings"]
         for run in entry["runs"]:
             lines.append(f"| {label} | {s['device']}, {s['threads']} | {s['space']}, {s['layers']}, "
-                         f"{s['init_channels']}, {s['batch_size']}, {s['image_size']} | {run['partial_channels']} | "
+                         f"{s['init_channels']}, {s['batch_size']}, {s['image_size']} | {run['partial_channels']}"
+                         f"{' (gdas)' if run.get('strategy') == 'gdas' else ''} | "
                          f"{run['images_per_s']:.1f} | {run['step_s_median']:.2f} | {run['peak_memory_mib']:.0f} | "
                          f"{' '.join(entry['machine']['load_average'])} | {entry['time']} |")
     lines += ["", "What the step leaves out (`nas/strategies/oneshot/`): the `none` op contributes zeros and is "

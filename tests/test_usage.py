@@ -81,7 +81,7 @@ def refused(argv: list[str], capsys, root: Path, *named: str) -> str:
 # (argv, texts the one line must hold)
 USAGE = [
     # unknown choices: the valid ones, never the usage block
-    (["search", "--strategy", "x"], ["--strategy", "unknown value 'x'", "choose from darts, evolution, nsga2"]),
+    (["search", "--strategy", "x"], ["--strategy", "unknown value 'x'", "choose from darts, evolution, gdas, nsga2"]),
     (["search", "--nb201-dataset", "imagenet"], ["--nb201-dataset", "'imagenet'", "cifar10, cifar100"]),
     (["export", "DARTS_V2", "--checkpoint", "first"], ["--checkpoint", "'first'", "last, best"]),
     (["search", "--order", "3"], ["--order", "3 is not one of 1, 2"]),
@@ -234,7 +234,7 @@ SEARCH_INPUTS = [
     # options the chosen strategy would ignore
     (["search", "--backend", "ray"], ["--backend is a setting of --strategy", "random", "not darts"]),
     (["search", "--trials", "5", "--out", "new"], ["--trials is a setting of --strategy", "add --strategy"]),
-    (["search", "--strategy", "random", "--order", "2"], ["--order is a setting of --strategy darts, not random"]),
+    (["search", "--strategy", "random", "--order", "2"], ["--order is a setting of --strategy darts, gdas, not random"]),
     (["search", "--evaluator", "nb201"], ["--evaluator: --strategy darts scores no trials"]),
     (["search", "--strategy", "darts", "--trial-setting", "lr=0.1"], ["--trial-setting: --strategy darts"]),
     (["search", "--epochs-per-trial", "2", "--out", "new"], ["--epochs-per-trial: --strategy darts"]),

@@ -3,7 +3,7 @@ black-box in :mod:`.blackbox`; :func:`register_strategy` adds one, :func:`get_st
 
 >>> from nas.strategies import get_strategy
 >>> sorted(n for n in registered_strategies())  # doctest: +SKIP
-['darts', 'evolution', 'nsga2', 'random', 'tpe']
+['darts', 'evolution', 'gdas', 'nsga2', 'random', 'tpe']
 >>> get_strategy("tpe").search("nb201", get_strategy("tpe").Settings(trials=20),  # doctest: +SKIP
 ...                            evaluator=evaluator_from_config({"name": "nb201"}))
 
@@ -20,6 +20,7 @@ from nas.strategies.base import (
 )
 from nas.strategies.blackbox.strategy import NSGA2, TPE, Evolution, RandomSearch
 from nas.strategies.oneshot.darts import Darts
+from nas.strategies.oneshot.gdas import Gdas
 
-__all__ = ["NSGA2", "TPE", "Darts", "Evolution", "RandomSearch", "SearchData", "SearchResult", "Strategy",
+__all__ = ["NSGA2", "TPE", "Darts", "Evolution", "Gdas", "RandomSearch", "SearchData", "SearchResult", "Strategy",
            "get_strategy", "register_strategy", "registered_strategies"]

@@ -33,8 +33,9 @@ class Darts(Strategy):
 
         data = data or SearchData()
         result = search_darts(space if space is not None else "darts", data.dataset,
-                              config=None if resume else settings, out=out, resume=resume, seed=seed,
-                              data_root=data.data_root, device=data.device, progress=progress)
+                              config=None if resume else settings or self.Settings(), out=out, resume=resume,
+                              seed=seed, data_root=data.data_root, device=data.device, progress=progress,
+                              strategy=self.name)
         if progress:
             print(f"genotype ({result.epochs} epochs{', stopped early' if result.stopped_early else ''}): "
                   f"{short_genotype(result.genotype)}")

@@ -1,5 +1,9 @@
 """The DARTS search loop: bilevel optimisation of a supernet, one run folder per search.
 
+GDAS runs the same loop with a :class:`~nas.strategies.oneshot.settings.GdasConfig`: each
+forward pass then samples one op per edge (:meth:`Supernet.sample_weights`) at the epoch's
+temperature, from a generator seeded by the search's seed and saved in the checkpoint.
+
 Each step takes an architecture step on a batch of the validation half (first or second
 order, :mod:`nas.strategies.oneshot.architect`) and a weight step on a batch of the training
 half (SGD, momentum 0.9, cosine learning rate, gradient clipping), as in the DARTS paper.
@@ -16,7 +20,8 @@ Run folder::
                                       far behind the quickly changing weights)
     genotypes.jsonl                   the genotype derived after each epoch
     alphas/epoch_NNN.json             raw and softmaxed architecture weights per epoch
-    checkpoints/last.pt               weights, alphas, optimisers, scheduler, RNG states
+    checkpoints/last.pt               weights, alphas, optimisers, scheduler, RNG states (and
+                                      GDAS' temperature and sampling generator)
     genotype.json, genotype.png       the result and its cell diagram
     alphas.png, alpha_history.png     weight heatmaps and their course over epochs
     result.json                       summary
@@ -47,12 +52,15 @@ from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
 from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
-from nas.strategies.oneshot.settings import DartsConfig
+from nas.strategies.oneshot.settings import DartsConfig, GdasConfig
 from nas.strategies.oneshot.supernet import Supernet
 from nas.viz import plot_genotype
 
 # Data sets searched below their default size when DartsConfig.image_size is unset.
 SEARCH_IMAGE_SIZE = {"digits": 16}
+# the strategies this loop runs: their settings, and their names in messages
+SETTINGS = {"darts": DartsConfig, "gdas": GdasConfig}
+LABELS = {"darts": "DARTS", "gdas": "GDAS"}
 Report = Callable[[int, dict[str, Any]], None]
 
 
@@ -97,8 +105,9 @@ def _cell_space(space: SearchSpace | str) -> SearchSpace:
 def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo = "digits", *,
                  config: DartsConfig | None = None, out: str | Path | None = None, resume: str | Path | None = None,
                  seed: int = 0, data_root: str | Path | None = None, device: str = "auto", progress: bool = True,
-                 plots: bool = True, report: Report | None = None) -> DartsResult:
-    """Search ``space`` on ``dataset`` with DARTS; returns the run folder, genotype and weights.
+                 plots: bool = True, report: Report | None = None, strategy: str | None = None) -> DartsResult:
+    """Search ``space`` on ``dataset`` with DARTS (GDAS when ``config`` is a :class:`GdasConfig`);
+    returns the run folder, genotype and weights.
 
     resume: a run folder to continue from its last checkpoint; space, data set, seed and
         config then come from that folder (``dataset`` is only used when it is a loaded
@@ -107,6 +116,8 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     plots: PNG heatmaps of the architecture weights and the cell diagram at the end.
     report: called as ``report(epoch, metrics)`` after each epoch (epochs count from 1); it
         may raise to stop the search, which leaves a resumable run folder.
+    strategy: with ``resume``, the strategy (``"darts"`` or ``"gdas"``) the run must have been
+        made by; a run of the other is a :class:`NasError`.
 
     >>> result = search_darts("nb201", "digits", config=DartsConfig(epochs=1, max_steps=2,   # doctest: +SKIP
     ...                       init_channels=4, layers=3, image_size=16), progress=False)
@@ -115,10 +126,16 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     if resume is not None:
         run = Run.open(resume)
         saved = run.config
-        if saved.get("strategy") != "darts" or "darts" not in saved:
-            raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts`")
+        made_by = saved.get("strategy")
+        if made_by not in SETTINGS or made_by not in saved:
+            raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts` "
+                           "(or gdas)")
+        if strategy is not None and made_by != strategy:
+            raise NasError(f"{resume} is a {made_by} search, not {strategy}; resume it with --strategy {made_by} "
+                           "(or without --strategy)")
+        strategy = made_by
         space = space_from_dict(saved["space"], source=f"{resume}/config.json")
-        config = from_dict(DartsConfig, saved["darts"], "DARTS")
+        config = from_dict(SETTINGS[strategy], saved[strategy], LABELS[strategy])
         seed = int(saved["seed"])
         # the result is written after the last checkpoint: with it there, a missing last.pt was
         # deleted, and starting over would replace the run's result
@@ -132,6 +149,7 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     else:
         space = _cell_space(space)
         config = check(config or DartsConfig())
+        strategy = "gdas" if isinstance(config, GdasConfig) else "darts"
         run = None
     dev = resolve_device(device)
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(
@@ -144,10 +162,10 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
                      edge_normalisation=config.uses_edge_normalisation,
                      aux_skip=config.collapse_remedy == "aux-skip")
     if run is None:
-        run = Run.create("darts", {
-            "strategy": "darts", "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
+        run = Run.create(strategy, {
+            "strategy": strategy, "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
             "data_root": None if data_root is None else str(data_root), "seed": seed, "device": str(dev),
-            "num_classes": info.num_classes, "image_size": info.image_size, "darts": to_dict(config),
+            "num_classes": info.num_classes, "image_size": info.image_size, strategy: to_dict(config),
             "supernet_params": sum(p.numel() for p in model.weight_parameters())}, out=out, name=space.name)
     threads = torch.get_num_threads()
     if dev.type == "cpu":
@@ -163,6 +181,10 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
 def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, config: DartsConfig, *, seed: int,
             dev: torch.device, progress: bool, plots: bool, report: Report | None) -> DartsResult:
     cuda = dev.type == "cuda"
+    gdas = isinstance(config, GdasConfig)
+    label = LABELS["gdas" if gdas else "darts"]
+    if gdas:  # its own generator: the samples do not depend on how many numbers anything else drew
+        model.generator = torch.Generator().manual_seed(seed)
     memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
     model.to(dev, memory_format=memory_format)
     amp = cuda and config.amp and torch.cuda.is_bf16_supported()
@@ -192,10 +214,15 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         state = load_search_checkpoint(checkpoint_path, dev)
         start_epoch, stopped_early, history = _restore(checkpoint_path, state, model, w_optimizer,
                                                        architect.optimizer, scheduler)
+        if gdas:
+            if "sampler" not in state:
+                raise NasError(f"{checkpoint_path} is a checkpoint of a DARTS search, not a GDAS one; start a new "
+                               "search")
+            model.generator.set_state(state["sampler"]["generator"])
         if progress:
             tqdm.write(f"resuming {run.path} after epoch {start_epoch}/{config.epochs}")
     elif progress:
-        tqdm.write(f"DARTS search of {space.name!r} on {info.name} ({len(train_part)} train / {len(val_part)} val "
+        tqdm.write(f"{label} search of {space.name!r} on {info.name} ({len(train_part)} train / {len(val_part)} val "
                    f"images, {info.image_size}px): {config.epochs} epochs x {steps} steps, "
                    f"{sum(p.numel() for p in model.weight_parameters()):,} supernet weights, order {config.order}, "
                    f"collapse remedy {config.collapse_remedy}, device {dev}; run folder {run.path}")
@@ -211,6 +238,8 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         model.train()
         lr = scheduler.get_last_lr()[0]
         arch_steps = epoch >= config.warmup_epochs
+        if gdas:
+            model.tau = config.temperature(epoch)
         loader_seed = seed * 1_000_003 + 2 * epoch
         train_loader = _loader(train_part, batch_size=config.batch_size, shuffle=True, seed=loader_seed,
                                workers=workers, pin=cuda)
@@ -255,7 +284,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             stopped_early = True
         metrics = {"epoch": epoch, "train_loss": train_meter.loss(), "train_acc": train_meter.accuracy(),
                    "val_loss": val_meter.loss(), "val_acc": val_meter.accuracy(), "lr": lr,
-                   "aux_skip_beta": model.aux_skip_beta,
+                   "aux_skip_beta": model.aux_skip_beta, **({"tau": model.tau} if gdas else {}),
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         run.log(metrics, step=epoch)
@@ -264,7 +293,8 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
             "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
-            "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history]})
+            "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history],
+            **({"sampler": {"tau": model.tau, "generator": model.generator.get_state()}} if gdas else {})})
         kill_point("darts.after_checkpoint")
         if progress:
             tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
@@ -276,7 +306,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if report is not None:
             report(epoch, metrics)
 
-    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots)
+    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots, label=label)
 
 
 CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
@@ -380,14 +410,15 @@ def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
 
 
 def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | None,
-            history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool, *, plots: bool) -> DartsResult:
+            history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool, *, plots: bool,
+            label: str = "DARTS") -> DartsResult:
     weights = model.op_weights()
     edge_weights = model.edge_weights()
     if genotype is None:  # resumed a finished run: the checkpoint's weights give the same genotype
         genotype = derive_genotype(space, weights, edge_weights)
     genotype.save(run.path / "genotype.json")
     if plots:
-        plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"DARTS on {space.name}, {epochs} epochs")
+        plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"{label} on {space.name}, {epochs} epochs")
         plot_alphas(_as_numpy(weights), space, run.path / "alphas.png", edge_weights=_as_numpy(edge_weights),
                     title=f"architecture weights after {epochs} epochs")
         if history:

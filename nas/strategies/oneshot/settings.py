@@ -85,3 +85,30 @@ class DartsConfig:
     @property
     def uses_edge_normalisation(self) -> bool:
         return self.partial_channels > 1 if self.edge_normalisation is None else bool(self.edge_normalisation)
+
+
+@dataclass
+class GdasConfig(DartsConfig):
+    """Settings of a GDAS search (Dong & Yang, CVPR 2019): those of DARTS, whose supernet,
+    schedule and run folder it shares, plus the Gumbel-softmax temperature, annealed linearly
+    from ``tau_max`` in the first epoch to ``tau_min`` in the last. Architecture steps are first
+    order (``order`` must stay 1)."""
+
+    tau_max: float = setting(10.0, "GDAS: Gumbel-softmax temperature of the first epoch", min=0, min_open=True)
+    tau_min: float = setting(0.1, "GDAS: temperature of the last epoch, reached linearly", min=0, min_open=True)
+
+    def check_together(self) -> None:
+        super().check_together()
+        if self.order != 1:
+            raise NasError(f"GDAS takes first-order architecture steps through its sampled ops; drop --order "
+                           f"{self.order}")
+        if self.tau_min > self.tau_max:
+            raise NasError(f"GDAS' temperature anneals downwards: --tau-min ({self.tau_min}) must not exceed "
+                           f"--tau-max ({self.tau_max})")
+
+    def temperature(self, epoch: int) -> float:
+        """The temperature of ``epoch`` (counted from 0): ``tau_max`` first, ``tau_min`` last."""
+        if self.epochs == 1:
+            return self.tau_max
+        done = epoch / (self.epochs - 1)
+        return self.tau_max * (1 - done) + self.tau_min * done  # exactly tau_min at the end

@@ -12,7 +12,10 @@ Options from later work:
   through the ops, the rest bypass them, then the channels are shuffled; edge-normalisation
   weights ``beta`` (softmax over the edges entering a node) steady the edge choice;
 * an auxiliary skip connection on every edge, scaled by a decaying ``aux_skip_beta``
-  (DARTS-, Chu et al. 2021), against the collapse into skip connections.
+  (DARTS-, Chu et al. 2021), against the collapse into skip connections;
+* a sampled forward pass (GDAS, Dong & Yang 2019): with a temperature set
+  (:attr:`Supernet.tau`), each forward draws one op per edge from the Gumbel-softmax of
+  ``alpha`` and runs only that op, scaled by its straight-through hard weight.
 
 The macro structure is that of :mod:`nas.builders`: stem, cells, reductions at 1/3 and 2/3 of
 the depth (reduction cells, or NAS-Bench-201's residual blocks), global pooling, classifier.
@@ -46,6 +49,7 @@ class MixedOp(nn.Module):
     Ops use BatchNorm without affine parameters (the architecture weights do the scaling);
     pooling ops get such a BatchNorm after them, as in DARTS, so their scale matches the
     convolutions'. With ``partial_channels=K`` the ops see the first ``C/K`` channels only.
+    Given ``index`` (a sampled forward, GDAS), only op ``index`` runs, scaled by ``weights[index]``.
     """
 
     def __init__(self, ops: Sequence[str], C: int, stride: int, *, partial_channels: int = 1,
@@ -69,13 +73,17 @@ class MixedOp(nn.Module):
         if aux_skip:
             self.aux_skip = FactorizedReduce(C, C, affine=False) if stride == 2 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0,
+                index: int | None = None) -> torch.Tensor:
         if self.partial_channels > 1:
             C_op = x.shape[1] // self.partial_channels
             x_ops, x_bypass = x[:, :C_op], x[:, C_op:]
         else:
             x_ops, x_bypass = x, None
-        if self.active:
+        if index is not None:
+            # the other ops' weights are exactly zero in value: running them would add nothing
+            out = weights[index] * self.ops[index](x_ops)
+        elif self.active:
             out = weights[self.active[0]] * self.ops[self.active[0]](x_ops)
             for i in self.active[1:]:
                 out = out + weights[i] * self.ops[i](x_ops)
@@ -117,12 +125,13 @@ class SearchCell(nn.Module):
         self.out_channels = C * len(self.concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None,
-                aux_skip_beta: float) -> torch.Tensor:
+                aux_skip_beta: float, indices: Sequence[int] | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)] if self.inputs == 2 else [self.preprocess1(s1)]
         for edges in self.node_edges:
             total = None
             for e in edges:
-                h = self.edges[e](states[self.sources[e]], weights[e], aux_skip_beta)
+                h = self.edges[e](states[self.sources[e]], weights[e], aux_skip_beta,
+                                  None if indices is None else indices[e])
                 if edge_weights is not None:
                     h = edge_weights[e] * h
                 total = h if total is None else total + h
@@ -193,6 +202,9 @@ class Supernet(nn.Module):
         self.betas = (nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(num_edges)) for t in self.cell_types})
                       if edge_normalisation else None)
         self.node_edges = next(c for c in self.cells if isinstance(c, SearchCell)).node_edges
+        # GDAS: with a temperature, every forward pass samples one op per edge (`sample_weights`)
+        self.tau: float | None = None
+        self.generator: torch.Generator | None = None
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters: ``alphas`` (and edge-normalisation ``betas``)."""
@@ -217,15 +229,44 @@ class Supernet(nn.Module):
         return {t: torch.cat([F.softmax(b[edges.start:edges.stop], dim=-1) for edges in self.node_edges])
                 for t, b in self.betas.items()}
 
+    def sample_weights(self, tau: float, generator: torch.Generator | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+        """GDAS' hard straight-through Gumbel-softmax sample, per cell type: the weights
+        ``h - soft.detach() + soft`` (one-hot ``h`` in value, the gradient of the soft sample
+        ``softmax((alpha + g) / tau)``) and the sampled op of each edge.
+
+        The Gumbel noise ``g`` is drawn on the CPU from ``generator``, so a seed gives the same
+        samples on every device.
+
+        >>> net = Supernet("nb201", C=4, layers=3)
+        >>> weights, indices = net.sample_weights(1.0, torch.Generator().manual_seed(0))
+        >>> torch.count_nonzero(weights["normal"], dim=-1).tolist(), len(indices["normal"])
+        ([1, 1, 1, 1, 1, 1], 6)
+        """
+        weights, indices = {}, {}
+        for t, a in self.alphas.items():
+            # -log(E), E ~ Exp(1), is Gumbel(0, 1); E = 0 would give an infinite logit
+            noise = -torch.empty(a.shape).exponential_(generator=generator).clamp_min(1e-20).log()
+            soft = F.softmax((a.float() + noise.to(a.device)) / tau, dim=-1)
+            index = soft.argmax(-1)
+            hard = F.one_hot(index, a.shape[-1]).to(soft.dtype)
+            weights[t] = hard - soft.detach() + soft
+            indices[t] = index.tolist()
+        return weights, indices
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         # Once per forward, not per cell or edge: all cells of a type share these weights.
-        weights = self.op_weights()
+        if self.tau is not None:
+            weights, indices = self.sample_weights(self.tau, self.generator)
+        else:
+            weights, indices = self.op_weights(), None
         edge_weights = self.edge_weights()
         for cell in self.cells:
             if isinstance(cell, SearchCell):
                 ew = edge_weights[cell.cell_type] if edge_weights is not None else None
-                s0, s1 = s1, cell(s0, s1, weights[cell.cell_type], ew, self.aux_skip_beta)
+                s0, s1 = s1, cell(s0, s1, weights[cell.cell_type], ew, self.aux_skip_beta,
+                                  None if indices is None else indices[cell.cell_type])
             else:
                 s0, s1 = s1, cell(s0, s1)
         return self.classifier(self.global_pool(self.head(s1)).flatten(1))
