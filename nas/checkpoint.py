@@ -63,15 +63,11 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
     return atomic_copy(source, target)
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``nas train``, ``nas detect`` or ``nas segment``; a damaged or
-    foreign file is a :class:`NasError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise NasError(f"checkpoint {path} not found; pass a run folder of `nas train`, `nas detect` or "
-                       "`nas segment`, or its checkpoints/*.pt")
+def read_weights_only(path: Path, *, map_location: str | torch.device = "cpu", remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)``, any failure a one-line :class:`NasError` naming the
+    file; ``remedy`` says what to do when it holds pickled objects (which could run code)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's weights-only unpickler names the global it refused: a pickled object, maybe a payload
         refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
@@ -79,13 +75,23 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             raise NasError(f"{path} is not a readable checkpoint (UnpicklingError); it may be damaged or "
                            "from another program") from None
         raise NasError(f"{path}: refused to load: it holds pickled objects other than tensors and plain data "
-                       f"({refused.group(1)}), which could run code; pass a checkpoint written by `nas train`, "
-                       "`nas detect` or `nas segment`") from None
+                       f"({refused.group(1)}), which could run code; {remedy}") from None
     # A damaged file makes torch raise any of a dozen types (RuntimeError, EOFError, UnicodeDecodeError,
     # IndexError, AssertionError, struct.error, ...); whichever it is, the file is what is wrong.
     except Exception as exc:  # noqa: BLE001
         raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged or "
                        "from another program") from None
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``nas train``, ``nas detect`` or ``nas segment``; a damaged or
+    foreign file is a :class:`NasError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise NasError(f"checkpoint {path} not found; pass a run folder of `nas train`, `nas detect` or "
+                       "`nas segment`, or its checkpoints/*.pt")
+    state = read_weights_only(path, map_location=map_location,
+                              remedy="pass a checkpoint written by `nas train`, `nas detect` or `nas segment`")
     if not isinstance(state, dict) or "model" not in state or "spec" not in state:
         raise NasError(f"{path} is not a `nas train` / `nas detect` / `nas segment` checkpoint (no model "
                        "weights and spec)")

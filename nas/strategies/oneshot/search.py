@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from nas.checkpoint import rng_state, save_checkpoint, set_rng_state
+from nas.checkpoint import read_weights_only, rng_state, save_checkpoint, set_rng_state
 from nas.config import check, from_dict, to_dict
 from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
@@ -314,11 +314,7 @@ CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optim
 
 def load_search_checkpoint(path: Path, dev: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a DARTS search checkpoint; a damaged file or another program's is a one-line :class:`NasError`."""
-    try:
-        state = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as exc:  # torch raises many types for a truncated or foreign file
-        raise NasError(f"{path} is not a readable checkpoint ({type(exc).__name__}); it may be damaged: "
-                       "start a new search") from None
+    state = read_weights_only(path, map_location=dev, remedy="start a new search")
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         what = "a `nas train` checkpoint" if isinstance(state, dict) and "spec" in state else "another kind of file"
         raise NasError(f"{path} is {what}, not a DARTS search checkpoint; resume a folder made by "
