@@ -254,11 +254,16 @@ class Run:
         record = _jsonable(record)
         self.append_record("metrics.jsonl", record)
         if step is not None:
-            writer = self.tensorboard()
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):
-                    writer.add_scalar(f"{prefix}{key}", value, step)
-            writer.flush()
+            self.scalars(record, step, prefix=prefix)
+
+    def scalars(self, record: dict[str, Any], step: int, *, prefix: str = "",
+                skip: tuple[str, ...] = ("epoch", "step")) -> None:
+        """The numbers of ``record`` (but its ``skip`` keys) as TensorBoard scalars at ``step``."""
+        writer = self.tensorboard()
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in skip:
+                writer.add_scalar(f"{prefix}{key}", value, step)
+        writer.flush()
 
     def append_record(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON line to ``name``. A kill mid-write leaves a torn last line: the next

@@ -460,10 +460,10 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                            "only); drop --pruner or use one objective")
         # every setting is checked before the run folder exists: the sampler's, the enqueued
         # genotypes (in this space) and a storage of the user's own
-        make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1,
-                     population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        sampler = make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1,
+                               population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
         enqueue = list(enqueue)
-        enqueued = [_enqueued(item, space) for item in enqueue]
+        enqueued = [enqueue_item(item, space) for item in enqueue]
         study_storage = open_storage(storage) if storage is not None else None
         run_id = uuid.uuid4().hex
         study_name = study_name or f"{strategy}-{space.name}"
@@ -502,8 +502,9 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         done = len(counted_trials(probe, run_id))
         # every trial seeds its own sampler (seed, trial index): a resumed run or a second worker
         # continues the search instead of replaying or forking the random stream of the first
-        sampler = make_sampler(strategy, space, seed=seed, multi_objective=multi,
-                               population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        if resume is not None:  # a new search made its sampler when it checked the settings
+            sampler = make_sampler(strategy, space, seed=seed, multi_objective=multi,
+                                   population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
         enqueue_once(study, run_id, list(zip(config.get("enqueue", []), config.get("enqueue_params", []))))
@@ -588,7 +589,7 @@ def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
     return [t.number for t in missing]
 
 
-def _enqueued(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[str, Any]]:
+def enqueue_item(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[str, Any]]:
     """``(label, trial parameters)`` of a genotype to evaluate first, checked against ``space``."""
     label = item if isinstance(item, str) else short_form(item)
     try:
@@ -619,7 +620,7 @@ class _TrialLogger:
                 if trial.number == best.number:
                     self.run.write_json("genotype.json", best.user_attrs.get("genotype"))
         else:
-            best_text = f"pareto front {len(study.best_trials)}"
+            best_text = f"pareto front {record['pareto_size']}" if "pareto_size" in record else ""
         self.run.log(record, step=trial.number)
         kill_point("blackbox.after_log")
         if self.progress:

@@ -52,6 +52,7 @@ from nas.run import Run
 from nas.space import SearchSpace, load_space
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
+    enqueue_item,
     load_space_definition,
     make_sampler,
     objective_directions,
@@ -352,8 +353,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if multi and strategy == "evolution":
             raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
-        enqueued = [genotype_to_params(g if isinstance(g, Genotype) else resolve_genotype(str(g)), space)
-                    for g in enqueue]
+        enqueued = [params for _, params in (enqueue_item(g if isinstance(g, Genotype) else str(g), space)
+                                             for g in enqueue)]
         config = {"backend": "ray", "strategy": strategy, "ray_search": ray_search, "space": space.name,
                   "space_definition": space.to_dict(),
                   "evaluator": {"class": f"{type(evaluator).__module__}.{type(evaluator).__name__}",
@@ -657,12 +658,8 @@ def write_outputs(run: Run, space: SearchSpace, config: dict[str, Any]) -> RaySe
     logged = [{k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")}
               for row in rows]
     run.write_records("metrics.jsonl", logged)  # rewritten whole, atomically: every trial once
-    writer = run.tensorboard()
     for row in logged:
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "trial":
-                writer.add_scalar(key, value, int(row["trial"]))
-    writer.flush()
+        run.scalars(row, int(row["trial"]), skip=("trial",))
     return RaySearchResult(run.path, outcome.genotype, outcome.metrics, outcome.pareto, trials=pd.DataFrame(rows))
 
 
