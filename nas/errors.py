@@ -8,7 +8,17 @@ from __future__ import annotations
 
 
 class NasError(ValueError):
-    """A mistake in user input; the message says what is wrong and what to do."""
+    """A mistake in user input; the message says what is wrong and what to do.
+
+    Raised in a DataLoader worker, it reaches the main process re-created from a message with
+    the worker's traceback in front; that is cut back to the original line here, so the
+    command still ends in one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        if message.startswith("Caught ") and "Traceback" in message:
+            message = message.rstrip().rsplit("\n", 1)[-1].partition(": ")[2] or message
+        super().__init__(message)
 
 
 class TrialDiverged(RuntimeError):

@@ -47,17 +47,8 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplemented
 
 class DataFileError(NasError):
     """A data file that cannot be used: empty, cut short, damaged, of no known image format, or
-    holding values outside their range.
-
-    Raised in a DataLoader worker, it reaches the main process re-created from a message with
-    the worker's traceback in front; that is cut back to the original line here, so the
-    command still ends in one line.
-    """
-
-    def __init__(self, message: str) -> None:
-        if message.startswith("Caught ") and "Traceback" in message:
-            message = message.rstrip().rsplit("\n", 1)[-1].partition(": ")[2] or message
-        super().__init__(message)
+    holding values outside their range (one line even from a DataLoader worker, as every
+    :class:`NasError`)."""
 
 
 def image_format(head: bytes) -> str | None:

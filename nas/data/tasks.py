@@ -243,10 +243,6 @@ class CocoDetection(Dataset):
     def _fail(self, entry: str, problem: str) -> NasError:
         return NasError(f"{self.annotation_json}: {entry} {problem}; fix or remove it")
 
-    def _fail_file(self, entry: str, problem: str) -> DataFileError:
-        """:meth:`_fail` for a problem found while an item is read (maybe in a DataLoader worker)."""
-        return DataFileError(f"{self.annotation_json}: {entry} {problem}; fix or remove it")
-
     def _load_json(self) -> dict:
         path = self.annotation_json
         if not path.is_file():
@@ -342,7 +338,7 @@ class CocoDetection(Dataset):
         image = image_to_tensor(open_image(read_file(path), str(path)))
         height, width = image.shape[-2:]
         if (info["height"], info["width"]) != (height, width):  # the file changed after the check
-            raise self._fail_file(
+            raise self._fail(
                 f"image id {image_id}",
                 f"declares {info.get('width')}x{info.get('height')} but {path.name} is {width}x{height}",
             )
@@ -371,7 +367,7 @@ class CocoDetection(Dataset):
                 rle = coco_mask.merge(rles) if isinstance(rles, list) else rles
             return coco_mask.decode(rle).astype(np.uint8)
         except (TypeError, ValueError, KeyError, IndexError) as exc:
-            raise self._fail_file(f"annotation id {annotation['id']}",
+            raise self._fail(f"annotation id {annotation['id']}",
                                   f"has an unreadable segmentation ({_one_line(exc)})") from None
 
 

@@ -112,6 +112,8 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
             raise NasError(f"{path}: line {line} has {'more' if None in row else 'fewer'} fields than the header; "
                            "replace the file with the NAS-Bench-201 table of that name")
     return rows
+
+
 def _read_files(root: Path) -> tuple[list[dict[str, str]], ...]:
     if not root.is_dir():
         raise NasError(f"NAS-Bench-201 folder {root} not found; pass the folder holding "
