@@ -159,7 +159,7 @@ def load_space(name_or_path: str | Path | SearchSpace | Any) -> SearchSpace:
         return name_or_path.space_definition or load_space(name_or_path.space)
     text = str(name_or_path)
     path = Path(text)
-    if _is_file(path):
+    if path_kind(path) == "file":
         return _load_file(path)
     if path.suffix in (".yaml", ".yml", ".json"):
         raise NasError(f"search space file {shorten(text)} not found; check the path")
@@ -169,12 +169,13 @@ def load_space(name_or_path: str | Path | SearchSpace | Any) -> SearchSpace:
     return _shipped_space(text)
 
 
-def _is_file(path: Path) -> bool:
-    """Whether ``path`` is a file; a text that cannot be a path (a NUL byte, too long a name) is not."""
+def path_kind(path: Path) -> str | None:
+    """``"file"``, ``"dir"``, ``"other"`` (a socket, a device) or ``None`` for nothing there; a
+    text that cannot be a path (a NUL byte, too long a name) is nothing there."""
     try:
-        return path.is_file()
+        return "file" if path.is_file() else "dir" if path.is_dir() else "other" if path.exists() else None
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def shorten(text: str, limit: int = 80) -> str:

@@ -46,13 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from nas.space import path_kind
+
     parse_formats(args.format, None)  # an unknown name fails before anything is read; the task's formats later
     target = Path(args.target)
-    try:
-        is_dir = target.is_dir()
-    except OSError:  # not a path at all: an inline genotype longer than a file name may be
-        is_dir = False
-    kind = _run_kind(target) if is_dir else None
+    # path_kind: an inline genotype may be no path at all (longer than a file name)
+    kind = _run_kind(target) if path_kind(target) == "dir" else None
     if kind in TRAINED_KINDS or target.suffix in (".pt", ".pth"):
         paths = _export_trained(args, target, kind)
     else:

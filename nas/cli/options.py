@@ -13,8 +13,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from nas.config import SEED_MAX, check, field_type, parse_number, parse_value
+from nas.config import check, field_type, parse_number, parse_value
 from nas.errors import NasError
+from nas.train.config import TrainConfig
 
 
 def flag(name: str) -> str:
@@ -132,8 +133,8 @@ def destination(out: str | None, overwrite: bool) -> Iterator[None]:
         yield
 
 
-# argparse ``type=`` of a ``--seed``: an integer in [0, 2**32 - 1] (numpy's range)
-seed = number(int, min=0, max=SEED_MAX)
+# argparse ``type=`` of a ``--seed``: checked as a training's seed is declared (numpy's range)
+seed = setting_type(TrainConfig, "seed")
 # the side of an example or measured input in pixels: every shipped network takes 8 x 8; a
 # DARTS network measured at 512 x 512 already holds about 20 GiB of activations
 input_size = number(int, min=8, max=512)

@@ -14,7 +14,7 @@ from pathlib import Path
 from nas.errors import NasError
 from nas.genotype.core import CellGenotype, Genotype
 from nas.genotype.nb201 import from_nb201_string
-from nas.space import shorten
+from nas.space import path_kind, shorten
 
 
 def _darts_cell(pairs: list[tuple[str, int]]) -> CellGenotype:
@@ -89,15 +89,12 @@ def resolve_genotype(name_or_path: str) -> Genotype:
     if text.lstrip().startswith("{"):
         return Genotype.from_json(text, source=f"genotype {shorten(text.strip(), 40)!r}")
     path = Path(text)
-    try:
-        is_dir, exists = path.is_dir(), path.exists()
-    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
-        is_dir = exists = False
-    if is_dir:
+    kind = path_kind(path)  # None for a text that cannot be a path (a NUL byte, too long a name)
+    if kind == "dir":
         if not (path / "genotype.json").is_file():
             raise NasError(f"{shorten(text)} is a folder without a genotype.json; pass a run folder of `nas search` "
                            "or `nas train`, a genotype.json or a reference name")
         path = path / "genotype.json"
-    if path.suffix == ".json" or exists or is_dir:
+    if path.suffix == ".json" or kind is not None:
         return Genotype.load(path)
     return get_reference(text)
