@@ -270,3 +270,50 @@ def test_command_line(tmp_path, capsys):
     rc = main(["search", "--strategy", "darts", "--space", "mobile", "--out", str(tmp_path / "chain")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "cell spaces" in err
+
+
+# -- convergence criterion -------------------------------------------------------------------------
+def _weights_with(space, choice: dict[int, tuple[str, float]], default_op: str, default_weight: float):
+    """Per cell type, [edges, ops] softmax weights: op ``default_op`` holds ``default_weight``
+    on every edge (the rest shared equally), except the edges in ``choice``."""
+    ops = list(space.ops)
+    rows = []
+    for e in range(edges_per_cell(space)):
+        op, weight = choice.get(e, (default_op, default_weight))
+        row = torch.full((len(ops),), (1 - weight) / (len(ops) - 1))
+        row[ops.index(op)] = weight
+        rows.append(row)
+    w = torch.stack(rows)
+    return {t: w.clone() for t in space.cell_types}
+
+
+def test_decisiveness_counts_derived_edges_at_twice_uniform_weight():
+    from nas.strategies.oneshot.derive import decisiveness
+
+    space = load_space("darts")  # 8 ops: twice uniform is 0.25
+    strong = _weights_with(space, {}, "sep_conv_3x3", 0.25)
+    d = decisiveness(space, strong, derive_genotype(space, strong))
+    assert (d.edges, d.decisive, d.threshold, d.parameter_free) == (16, 16, 0.25, 0)
+    assert d.converged and d.verdict().startswith("architecture weights decisive")
+
+    near_uniform = _weights_with(space, {}, "sep_conv_3x3", 0.126)
+    d = decisiveness(space, near_uniform, derive_genotype(space, near_uniform))
+    assert d.decisive == 0 and not d.converged and "NOT decisive" in d.verdict()
+
+    # node 0 reads edges 0 and 1, node 1 edges 2-4: make both of node 0's edges weak
+    weak_node = _weights_with(space, {0: ("sep_conv_3x3", 0.2), 1: ("sep_conv_3x3", 0.2)}, "sep_conv_3x3", 0.5)
+    d = decisiveness(space, weak_node, derive_genotype(space, weak_node))
+    assert (d.decisive, d.edges) == (12, 16) and d.share == 0.75 and not d.converged  # per cell type: 2 weak
+
+
+def test_decisiveness_refuses_a_parameter_free_normal_cell():
+    from nas.strategies.oneshot.derive import decisiveness
+
+    space = load_space("darts")
+    pools = _weights_with(space, {}, "max_pool_3x3", 0.6)
+    d = decisiveness(space, pools, derive_genotype(space, pools))
+    assert d.share == 1.0 and d.parameter_free == d.normal_ops == 8 and not d.converged
+    half = _weights_with(space, {e: ("max_pool_3x3", 0.6) for e in (0, 1, 2, 3)}, "dil_conv_3x3", 0.6)
+    genotype = derive_genotype(space, half)
+    d = decisiveness(space, half, genotype)
+    assert d.parameter_free * 2 <= d.normal_ops and d.converged

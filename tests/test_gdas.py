@@ -35,13 +35,15 @@ def batch(n: int = 8, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def count_op_calls(net: Supernet) -> dict[MixedOp, list[int]]:
-    """Per mixed op, the number of forward calls of each candidate op (hooks)."""
+    """Per mixed op, which candidate ops ran (1) since the counts were last zeroed: hooks on
+    every module of each op (the mixed op runs an op's parts, its shared ReLU aside)."""
     calls: dict[MixedOp, list[int]] = {}
     for module in net.modules():
         if isinstance(module, MixedOp):
             counts = calls[module] = [0] * len(module.ops)
             for i, op in enumerate(module.ops):
-                op.register_forward_hook(lambda *_, counts=counts, i=i: counts.__setitem__(i, counts[i] + 1))
+                for part in op.modules():
+                    part.register_forward_hook(lambda *_, counts=counts, i=i: counts.__setitem__(i, 1))
     return calls
 
 

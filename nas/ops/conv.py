@@ -86,15 +86,17 @@ class FactorizedReduce(nn.Module):
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
         super().__init__()
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, stride=2, bias=False)
+        # A 1x1 conv of stride 2 is a 1x1 conv of the even (or odd) pixels: the pixels are
+        # picked first, so no strided 1x1 kernel runs (and none computes discarded outputs).
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out - C_out // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # The second conv sees the grid shifted by one pixel; padding keeps odd sizes aligned.
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        odd = F.pad(x, (0, 1, 0, 1))[:, :, 1::2, 1::2]
+        return self.bn(torch.cat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(odd)], dim=1))
 
 
 class Pool(nn.Module):

@@ -17,8 +17,8 @@ no second copy of the supernet is built.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -59,12 +59,14 @@ class Architect:
         (at the current weights for first order, at the unrolled weights for second order)."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
-            loss, logits = self._loss(x_val, y_val)
             # Gradients for the architecture only: the weights' gradients (the costly half of
             # every convolution's backward) are not needed here and are never computed.
+            # (The backward pass runs inside too: recomputed edges must see the same graph.)
             arch = self.model.arch_parameters()
-            for a, g in zip(arch, torch.autograd.grad(loss, arch, allow_unused=True)):
-                a.grad = g
+            with frozen(list(self.model.weight_parameters())):
+                loss, logits = self._loss(x_val, y_val)
+                for a, g in zip(arch, torch.autograd.grad(loss, arch, allow_unused=True)):
+                    a.grad = g
         else:
             loss, logits = self._unrolled_backward(x_train, y_train, x_val, y_val, w_lr, w_optimizer)
         self.optimizer.step()
@@ -121,3 +123,18 @@ class Architect:
             for p, w in zip(weights, original):
                 p.copy_(w)
         return [(gp - gn) / (2 * eps) for gp, gn in zip(grads_pos, grads_neg)]
+
+
+@contextmanager
+def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Build the graph without gradients for ``params``: the weight step needs none for the
+    architecture (``weight * op_output`` then skips a full-size product and reduction per op),
+    the first-order architecture step none for the weights."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)

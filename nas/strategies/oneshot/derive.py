@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from nas.genotype import CellGenotype, Genotype
@@ -78,3 +80,68 @@ def short_genotype(genotype: Genotype) -> str:
 def count_ops(genotype: Genotype, op: str, cell: str = "normal") -> int:
     """How often ``op`` appears in one cell (DARTS+ stops a search on too many ``skip_connect``)."""
     return sum(1 for edges in genotype.cell(cell).nodes for name, _ in edges if name == op)
+
+
+@dataclass(frozen=True)
+class Decisiveness:
+    """How decisive architecture weights are for the genotype derived from them.
+
+    ``decisive`` of the ``edges`` derived edges (all cell types) have a chosen op whose softmax
+    weight is at least ``threshold`` (twice the uniform weight ``1 / number of ops``: 0.25 for
+    8 ops); ``parameter_free`` of the normal cell's ``normal_ops`` ops have no weights. A
+    search has converged when at least 80% of the edges are decisive and at most half of the
+    normal cell is parameter-free.
+    """
+
+    edges: int
+    decisive: int
+    threshold: float
+    parameter_free: int
+    normal_ops: int
+    min_share: float = 0.8
+
+    @property
+    def share(self) -> float:
+        return self.decisive / self.edges if self.edges else 0.0
+
+    @property
+    def converged(self) -> bool:
+        return self.share >= self.min_share and 2 * self.parameter_free <= self.normal_ops
+
+    def verdict(self) -> str:
+        """One line for the end of a search."""
+        head = "decisive" if self.converged else "NOT decisive"
+        line = (f"architecture weights {head}: the chosen op holds >= {self.threshold:.3g} (2x uniform) on "
+                f"{self.decisive} of {self.edges} derived edges ({self.share:.0%}, goal {self.min_share:.0%}); "
+                f"{self.parameter_free} of {self.normal_ops} normal-cell ops parameter-free")
+        if not self.converged:
+            line += " - search longer (--epochs) or raise --arch-lr"
+        return line
+
+
+def decisiveness(space: SearchSpace, weights: dict[str, torch.Tensor], genotype: Genotype) -> Decisiveness:
+    """:class:`Decisiveness` of softmaxed op weights per cell type and their derived genotype.
+
+    >>> from nas.space import load_space
+    >>> space = load_space("nb201")
+    >>> w = torch.full((6, 5), 0.1); w[:, 3] = 0.6  # nor_conv_3x3 holds 0.6 on every edge
+    >>> d = decisiveness(space, {"normal": w}, derive_genotype(space, {"normal": w}))
+    >>> d.decisive, d.edges, d.threshold, d.converged
+    (6, 6, 0.4, True)
+    """
+    from nas.ops.registry import get_op
+
+    threshold = 2.0 / len(space.ops)
+    edges = decisive = 0
+    for cell_type, cell in genotype.cells:
+        rows = weights[cell_type].detach().float().cpu()
+        start = 0
+        for node, chosen in zip(space.intermediate, cell.nodes):
+            for op, src in chosen:
+                edges += 1
+                decisive += float(rows[start + src, space.ops.index(op)]) >= threshold
+            start += node
+    normal = [op for edges_ in genotype.cell(genotype.cell_types[0]).nodes for op, _ in edges_ if op != "none"]
+    free = sum(1 for op in normal if not get_op(op).parametric)
+    return Decisiveness(edges=edges, decisive=int(decisive), threshold=threshold, parameter_free=free,
+                        normal_ops=len(normal))

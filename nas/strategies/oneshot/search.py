@@ -29,9 +29,9 @@ Run folder::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -49,8 +49,8 @@ from nas.faults import kill_point
 from nas.genotype import Genotype
 from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
-from nas.strategies.oneshot.architect import Architect
-from nas.strategies.oneshot.derive import count_ops, derive_genotype, short_genotype
+from nas.strategies.oneshot.architect import Architect, frozen
+from nas.strategies.oneshot.derive import count_ops, decisiveness, derive_genotype, short_genotype
 from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
 from nas.strategies.oneshot.settings import DartsConfig, GdasConfig
 from nas.strategies.oneshot.supernet import Supernet
@@ -160,7 +160,7 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     model = Supernet(space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
                      in_channels=info.in_channels, partial_channels=config.partial_channels,
                      edge_normalisation=config.uses_edge_normalisation,
-                     aux_skip=config.collapse_remedy == "aux-skip")
+                     aux_skip=config.collapse_remedy == "aux-skip", recompute=config.uses_recompute)
     if run is None:
         run = Run.create(strategy, {
             "strategy": strategy, "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
@@ -185,7 +185,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
     label = LABELS["gdas" if gdas else "darts"]
     if gdas:  # its own generator: the samples do not depend on how many numbers anything else drew
         model.generator = torch.Generator().manual_seed(seed)
-    memory_format = torch.channels_last if cuda and config.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(dev, memory_format=memory_format)
     amp = cuda and config.amp and torch.cuda.is_bf16_supported()
     autocast: Callable[[], AbstractContextManager] = (
@@ -306,7 +306,8 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if report is not None:
             report(epoch, metrics)
 
-    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots, label=label)
+    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots, label=label,
+                   progress=progress)
 
 
 CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
@@ -362,10 +363,11 @@ def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.O
             val_logits = model(x_val)
         val_loss = F.cross_entropy(val_logits.float(), y_val)
     w_optimizer.zero_grad(set_to_none=True)
-    with frozen(model.arch_parameters()), autocast():
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-    loss.backward()
+    with frozen(model.arch_parameters()):
+        with autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        loss.backward()  # inside: recomputed edges must see the graph of the forward pass
     torch.nn.utils.clip_grad_norm_([p for group in w_optimizer.param_groups for p in group["params"]], grad_clip)
     w_optimizer.step()
     return StepResult(loss.detach(), logits.detach(), val_loss.detach(), val_logits.detach())
@@ -391,23 +393,9 @@ class _Meter:
         return int(self.correct) / max(self.seen, 1)
 
 
-@contextmanager
-def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
-    """Build the graph without gradients for ``params``: the weight step needs none for the
-    architecture, and ``weight * op_output`` then skips a full-size product and reduction per op."""
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
-
-
 def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | None,
             history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool, *, plots: bool,
-            label: str = "DARTS") -> DartsResult:
+            label: str = "DARTS", progress: bool = False) -> DartsResult:
     weights = model.op_weights()
     edge_weights = model.edge_weights()
     if genotype is None:  # resumed a finished run: the checkpoint's weights give the same genotype
@@ -420,9 +408,14 @@ def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | 
         if history:
             plot_alpha_history(history, space, run.path / "alpha_history.png")
     metrics = run.metrics()
+    decided = decisiveness(space, weights, genotype)
     kill_point("darts.before_result")
     run.write_json("result.json", {"genotype": genotype.to_dict(), "short": short_genotype(genotype),
                                    "epochs": epochs, "stopped_early": stopped_early,
+                                   "decisiveness": {**asdict(decided), "share": decided.share,
+                                                    "converged": decided.converged, "verdict": decided.verdict()},
                                    "final": metrics[-1] if metrics else {}})
+    if progress:
+        tqdm.write(decided.verdict())
     return DartsResult(path=run.path, genotype=genotype, alphas=_detached(weights),
                        edge_weights=_detached(edge_weights), epochs=epochs, stopped_early=stopped_early, metrics=metrics)

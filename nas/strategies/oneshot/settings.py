@@ -28,9 +28,13 @@ class DartsConfig:
     image_size: ``None`` takes the data set's own, except for ``digits`` (8x8 scans that the
         data set upsamples to 32): searched at 16 px, which keeps every pixel of information at
         a quarter of the cost.
-    channels_last: not on the CPU: there it speeds a step up by about 1.3x, but this PyTorch
-        build's oneDNN corrupts memory in the backward pass of strided 1x1 convolutions with few
-        channels (see results/darts_benchmark.md).
+    channels_last: channels-last (NHWC) tensors, on the CPU too: oneDNN's depthwise
+        convolutions and pooling run several times faster on them there
+        (results/darts_benchmark.md).
+    recompute: keep no activation inside a mixed op for the backward pass, recomputing each
+        edge's forward instead (``torch.utils.checkpoint``): about a fifth of the memory for a
+        third more time. Default: on for the full supernet, off with partial channels, whose
+        activations are already ``K`` times smaller.
     threads: one by default: the supernet's thousands of small ops gain little from more, and
         when other processes keep the cores busy, threads waiting for each other make a step ten
         times slower or worse. A result is reproducible for a given thread count.
@@ -68,7 +72,9 @@ class DartsConfig:
     cutout: int = setting(0, "side in pixels of the Cutout square on training images, 0 for none", min=0)
     workers: int | None = setting(None, "data loader processes (default 0 on the CPU, 4 on a GPU)", min=0)
     amp: bool = setting(True, "bfloat16 mixed precision on a GPU (the CPU always runs fp32)")
-    channels_last: bool = setting(True, "channels-last (NHWC) tensors on a GPU (never on the CPU)")
+    channels_last: bool = setting(True, "channels-last (NHWC) tensors (faster on the CPU and on GPUs)")
+    recompute: bool | None = setting(None, "recompute every mixed op in the backward pass instead of keeping its "
+                                     "activations (default: on without partial channels, off with them)")
     threads: int = setting(1, "CPU threads (more rarely pay off for the supernet's many small ops and cost "
                            "a lot when other processes share the cores)", min=1)
 
@@ -81,6 +87,10 @@ class DartsConfig:
         if self.warmup_epochs >= self.epochs:
             raise NasError(f"DARTS warmup epochs ({self.warmup_epochs}) must be below the epochs "
                            f"({self.epochs}), or the architecture never trains")
+
+    @property
+    def uses_recompute(self) -> bool:
+        return self.partial_channels == 1 if self.recompute is None else bool(self.recompute)
 
     @property
     def uses_edge_normalisation(self) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nas.builders.cells import ResidualReduction
 from nas.builders.networks import reduction_layers
@@ -34,13 +35,21 @@ from nas.errors import NasError
 from nas.ops import create_op
 from nas.ops.conv import FactorizedReduce, ReLUConvBN
 from nas.space import SearchSpace, load_space
+from nas.strategies.oneshot.kernels import depthwise_to_fast
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleave ``groups`` channel groups, so the channels that skipped an edge's ops take
-    part in the next edge's (PC-DARTS)."""
+    part in the next edge's (PC-DARTS). Keeps a channels-last tensor channels-last."""
     n, c, h, w = x.shape
+    if _channels_last(x):
+        nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, groups, c // groups).transpose(3, 4)
+        return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class MixedOp(nn.Module):
@@ -67,26 +76,44 @@ class MixedOp(nn.Module):
         # `none` adds zero times its weight: computing it is wasted work (its weight still
         # enters the softmax, so its architecture gradient is unchanged).
         self.active = [i for i, name in enumerate(ops) if name != "none"]
+        # Each op as (starts with a ReLU of the input, body, ends with a non-affine BatchNorm):
+        # the ReLU is taken once for all ops of the edge, and an op's weight is folded into
+        # its final BatchNorm as the scale (one pass instead of BatchNorm, product and their
+        # stored outputs). A plain list: the modules stay registered under `ops` only.
+        self._parts = [_split(op) for op in self.ops]
+        self._relu_first = any(self._parts[i][0] for i in self.active)
         # The bypassed channels must shrink with the ops' output on a stride-2 edge.
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if partial_channels > 1 and stride == 2 else None
         self.aux_skip: nn.Module | None = None
         if aux_skip:
             self.aux_skip = FactorizedReduce(C, C, affine=False) if stride == 2 else nn.Identity()
+        depthwise_to_fast(self)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                # batch statistics only: a supernet always runs in training mode, and an edge
+                # recomputed in the backward pass must not update running statistics twice
+                m.track_running_stats = False
+                m.running_mean = m.running_var = m.num_batches_tracked = None
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0,
                 index: int | None = None) -> torch.Tensor:
         if self.partial_channels > 1:
             C_op = x.shape[1] // self.partial_channels
-            x_ops, x_bypass = x[:, :C_op], x[:, C_op:]
+            # one copy of the slice in the input's layout, not one per op
+            x_ops = x[:, :C_op].contiguous(memory_format=torch.channels_last if _channels_last(x)
+                                           else torch.contiguous_format)
+            x_bypass = x[:, C_op:]
         else:
             x_ops, x_bypass = x, None
         if index is not None:
             # the other ops' weights are exactly zero in value: running them would add nothing
-            out = weights[index] * self.ops[index](x_ops)
+            out = self._weighted(index, x_ops, F.relu(x_ops) if self._parts[index][0] else None, weights)
         elif self.active:
-            out = weights[self.active[0]] * self.ops[self.active[0]](x_ops)
-            for i in self.active[1:]:
-                out = out + weights[i] * self.ops[i](x_ops)
+            relu_x = F.relu(x_ops) if self._relu_first else None
+            out = None
+            for i in self.active:
+                h = self._weighted(i, x_ops, relu_x, weights)
+                out = h if out is None else out + h
         else:  # a space of `none` only
             out = self.ops[0](x_ops)
         if x_bypass is not None:
@@ -98,12 +125,36 @@ class MixedOp(nn.Module):
         return out
 
 
+    def _weighted(self, i: int, x: torch.Tensor, relu_x: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
+        """``weights[i] * ops[i](x)``, from the shared ``relu_x`` where the op starts with a ReLU."""
+        relu_first, body, norm = self._parts[i]
+        h = body(relu_x if relu_first else x)
+        if norm is None:
+            return weights[i] * h
+        # `repeat`, not `expand`: batch_norm's channels-last backward misreads a stride-0 weight
+        return F.batch_norm(h, None, None, weights[i].repeat(h.shape[1]), None, True, 0.0, norm.eps)
+
+
+def _split(op: nn.Module) -> tuple[bool, nn.Module, nn.BatchNorm2d | None]:
+    """``op`` as (starts with a ReLU, the modules between, its final non-affine BatchNorm or None)."""
+    mods = list(op) if isinstance(op, nn.Sequential) else [op]
+    relu_first = bool(mods) and isinstance(mods[0], nn.ReLU)
+    if relu_first:
+        mods = mods[1:]
+    norm = None
+    if mods and isinstance(mods[-1], nn.BatchNorm2d) and not mods[-1].affine:
+        norm = mods.pop()
+    body = mods[0] if len(mods) == 1 else nn.Sequential(*mods)
+    return relu_first, body, norm
+
+
 class SearchCell(nn.Module):
     """A cell whose node ``i`` sums mixed ops over every earlier node (inputs included)."""
 
     def __init__(self, space: SearchSpace, *, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 partial_channels: int = 1, aux_skip: bool = False):
+                 partial_channels: int = 1, aux_skip: bool = False, recompute: bool = False):
         super().__init__()
+        self.recompute = recompute
         self.inputs = space.inputs
         self.reduction = reduction
         self.cell_type = "reduction" if reduction else "normal"
@@ -127,11 +178,15 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None,
                 aux_skip_beta: float, indices: Sequence[int] | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)] if self.inputs == 2 else [self.preprocess1(s1)]
+        recompute = self.recompute and torch.is_grad_enabled()
         for edges in self.node_edges:
             total = None
             for e in edges:
-                h = self.edges[e](states[self.sources[e]], weights[e], aux_skip_beta,
-                                  None if indices is None else indices[e])
+                args = (states[self.sources[e]], weights[e], aux_skip_beta, None if indices is None else indices[e])
+                if recompute:
+                    h = checkpoint(self.edges[e], *args, use_reentrant=False)
+                else:
+                    h = self.edges[e](*args)
                 if edge_weights is not None:
                     h = edge_weights[e] * h
                 total = h if total is None else total + h
@@ -158,7 +213,7 @@ class Supernet(nn.Module):
 
     def __init__(self, space: SearchSpace | str, *, C: int, layers: int, num_classes: int = 10,
                  in_channels: int = 3, partial_channels: int = 1, edge_normalisation: bool = False,
-                 aux_skip: bool = False):
+                 aux_skip: bool = False, recompute: bool = False):
         super().__init__()
         space = load_space(space)
         if space.kind != "cell":
@@ -187,7 +242,8 @@ class Supernet(nn.Module):
                 cell: nn.Module = ResidualReduction(C_p, C_curr)
             else:
                 cell = SearchCell(space, C_pp=C_pp, C_p=C_p, C=C_curr, reduction=reduction,
-                                  reduction_prev=reduction_prev, partial_channels=partial_channels, aux_skip=aux_skip)
+                                  reduction_prev=reduction_prev, partial_channels=partial_channels, aux_skip=aux_skip,
+                                  recompute=recompute)
             self.cells.append(cell)
             C_pp, C_p, reduction_prev = C_p, cell.out_channels, reduction
         self.head = nn.Sequential(nn.BatchNorm2d(C_p), nn.ReLU()) if net.get("head") == "bn_relu" else nn.Identity()
@@ -247,7 +303,7 @@ class Supernet(nn.Module):
         for t, a in self.alphas.items():
             # -log(E), E ~ Exp(1), is Gumbel(0, 1); E = 0 would give an infinite logit
             noise = -torch.empty(a.shape).exponential_(generator=generator).clamp_min(1e-20).log()
-            soft = F.softmax((a.float() + noise.to(a.device)) / tau, dim=-1)
+            soft = F.softmax((a + noise.to(a.device, a.dtype)) / tau, dim=-1)
             index = soft.argmax(-1)
             hard = F.one_hot(index, a.shape[-1]).to(soft.dtype)
             weights[t] = hard - soft.detach() + soft
