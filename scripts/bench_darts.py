@@ -54,7 +54,8 @@ def measure(args: argparse.Namespace, setting: str) -> dict:
     from nas.strategies.oneshot.supernet import Supernet
 
     strategy, k = SETTINGS[setting]
-    config = DartsConfig(partial_channels=k, channels_last=not args.no_channels_last,
+    config = DartsConfig(partial_channels=k, channels_last=not args.no_channels_last, batch_size=args.batch_size,
+                         init_channels=args.init_channels,
                          recompute={"on": True, "off": False}.get(args.recompute))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -62,7 +63,7 @@ def measure(args: argparse.Namespace, setting: str) -> dict:
     cuda = dev.type == "cuda"
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = Supernet(args.space, C=args.init_channels, layers=args.layers, partial_channels=k,
-                     edge_normalisation=config.uses_edge_normalisation, recompute=config.uses_recompute
+                     edge_normalisation=config.uses_edge_normalisation, recompute=config.uses_recompute(args.image_size)
                      ).to(dev, memory_format=memory_format)
     if strategy == "gdas":  # every forward pass runs one sampled op per edge
         model.tau, model.generator = 1.0, torch.Generator().manual_seed(0)
@@ -89,7 +90,7 @@ def measure(args: argparse.Namespace, setting: str) -> dict:
         step()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    result = {"setting": setting, "strategy": strategy, "partial_channels": k, "recompute": config.uses_recompute,
+    result = {"setting": setting, "strategy": strategy, "partial_channels": k, "recompute": config.uses_recompute(args.image_size),
               "channels_last": config.channels_last, "step_s_median": median, "step_s_all": times,
               "images_per_s": args.batch_size / median, "peak_rss_mib": _peak_rss_mib(),
               "weights": sum(p.numel() for p in model.weight_parameters())}

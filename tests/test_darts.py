@@ -317,3 +317,11 @@ def test_decisiveness_refuses_a_parameter_free_normal_cell():
     genotype = derive_genotype(space, half)
     d = decisiveness(space, half, genotype)
     assert d.parameter_free * 2 <= d.normal_ops and d.converged
+
+
+def test_recomputation_by_default_only_for_large_full_supernets():
+    assert not DartsConfig().uses_recompute(16)  # the digits demo: small, kept
+    assert DartsConfig(init_channels=16).uses_recompute(32)  # the paper's search
+    assert not DartsConfig(init_channels=16, partial_channels=4).uses_recompute(32)
+    assert DartsConfig(recompute=True).uses_recompute(8) and not DartsConfig(init_channels=16, recompute=False
+                                                                              ).uses_recompute(32)

@@ -160,7 +160,7 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     model = Supernet(space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
                      in_channels=info.in_channels, partial_channels=config.partial_channels,
                      edge_normalisation=config.uses_edge_normalisation,
-                     aux_skip=config.collapse_remedy == "aux-skip", recompute=config.uses_recompute)
+                     aux_skip=config.collapse_remedy == "aux-skip", recompute=config.uses_recompute(info.image_size))
     if run is None:
         run = Run.create(strategy, {
             "strategy": strategy, "space": space.to_dict(), "space_name": space.name, "dataset": info.name,

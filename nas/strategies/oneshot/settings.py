@@ -33,8 +33,9 @@ class DartsConfig:
         (results/darts_benchmark.md).
     recompute: keep no activation inside a mixed op for the backward pass, recomputing each
         edge's forward instead (``torch.utils.checkpoint``): about a fifth of the memory for a
-        third more time. Default: on for the full supernet, off with partial channels, whose
-        activations are already ``K`` times smaller.
+        third more time. Default: on for a full supernet from a quarter of the paper's size up
+        (:meth:`uses_recompute`); off with partial channels, whose activations are already
+        ``K`` times smaller, and for small supernets such as the digits demo's.
     threads: one by default: the supernet's thousands of small ops gain little from more, and
         when other processes keep the cores busy, threads waiting for each other make a step ten
         times slower or worse. A result is reproducible for a given thread count.
@@ -74,7 +75,8 @@ class DartsConfig:
     amp: bool = setting(True, "bfloat16 mixed precision on a GPU (the CPU always runs fp32)")
     channels_last: bool = setting(True, "channels-last (NHWC) tensors (faster on the CPU and on GPUs)")
     recompute: bool | None = setting(None, "recompute every mixed op in the backward pass instead of keeping its "
-                                     "activations (default: on without partial channels, off with them)")
+                                     "activations (default: on for a full supernet of at least a quarter of the "
+                                     "paper's batch x pixels x channels, off with partial channels)")
     threads: int = setting(1, "CPU threads (more rarely pay off for the supernet's many small ops and cost "
                            "a lot when other processes share the cores)", min=1)
 
@@ -88,9 +90,13 @@ class DartsConfig:
             raise NasError(f"DARTS warmup epochs ({self.warmup_epochs}) must be below the epochs "
                            f"({self.epochs}), or the architecture never trains")
 
-    @property
-    def uses_recompute(self) -> bool:
-        return self.partial_channels == 1 if self.recompute is None else bool(self.recompute)
+    def uses_recompute(self, image_size: int) -> bool:
+        """Whether edges are recomputed: ``recompute`` when set, else for a full supernet (no
+        partial channels) at least a quarter the size of the paper's (batch x image side^2 x
+        channels >= 64 x 32^2 x 16 / 4), whose kept activations would pass ~2 GB."""
+        if self.recompute is not None:
+            return bool(self.recompute)
+        return self.partial_channels == 1 and self.batch_size * image_size ** 2 * self.init_channels >= 2 ** 18
 
     @property
     def uses_edge_normalisation(self) -> bool:
