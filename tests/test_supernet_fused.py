@@ -1,8 +1,9 @@
 """The fast supernet computes what the plain one does.
 
-The supernet's edges share one ReLU between their ops, fold each op's weight into its final
-BatchNorm, run depthwise convolutions through their own backward, slice partial channels
-once, use channels-last tensors and recompute edges in the backward pass. The reference here
+The supernet runs all edges that read one node together (one ReLU, parameter-free ops once,
+each op with weights as one grouped layer for all of them), folds each op's weight into its
+final BatchNorm, runs depthwise convolutions through their own backward, slices partial
+channels once, uses channels-last tensors and recomputes edges in the backward pass. The reference here
 is the plain per-op mixed sum ``sum_o w_o * op_o(x)`` over the very same op modules, with
 ``nn.Conv2d``'s own backward, contiguous tensors and nothing recomputed: in float64, loss and
 every gradient (weights, architecture weights, edge-normalisation weights) must agree within
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.space import load_space
+from nas.strategies.oneshot import supernet
 from nas.strategies.oneshot.architect import Architect
 from nas.strategies.oneshot.kernels import FastDepthwiseConv2d, depthwise_to_fast
 from nas.strategies.oneshot.supernet import MixedOp, SearchCell, Supernet
@@ -52,6 +54,8 @@ def plain(net: nn.Module, monkeypatch):
     recompute = [c.recompute for c in cells]
     with monkeypatch.context() as patch:
         patch.setattr(MixedOp, "forward", plain_mixed_forward)
+        patch.setattr(supernet, "forward_group",  # edge by edge, each a plain mixed sum
+                      lambda edges, x, weights, beta: [edge(x, w, beta) for edge, w in zip(edges, weights)])
         for m in fast:
             m.__class__ = nn.Conv2d
         for c in cells:

@@ -50,9 +50,15 @@ class FastDepthwiseConv2d(nn.Conv2d):
     :class:`_DepthwiseConv`'s."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or not torch.is_grad_enabled():
-            return super().forward(x)
-        return _DepthwiseConv.apply(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+        return depthwise_conv(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    """A depthwise convolution (one ``[C, 1, k, k]`` kernel per channel), with the fast input
+    gradient on the CPU when gradients are recorded."""
+    if x.device.type != "cpu" or not torch.is_grad_enabled():
+        return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
+    return _DepthwiseConv.apply(x, weight, stride, padding, dilation)
 
 
 def _is_fast_depthwise(m: nn.Module) -> bool:

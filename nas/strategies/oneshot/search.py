@@ -50,7 +50,12 @@ from nas.genotype import Genotype
 from nas.run import Run, resolve_device, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.oneshot.architect import Architect, frozen
-from nas.strategies.oneshot.derive import count_ops, decisiveness, derive_genotype, short_genotype
+from nas.strategies.oneshot.derive import (
+    count_ops,
+    decisiveness,
+    derive_genotype,
+    short_genotype,
+)
 from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
 from nas.strategies.oneshot.settings import DartsConfig, GdasConfig
 from nas.strategies.oneshot.supernet import Supernet

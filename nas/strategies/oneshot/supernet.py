@@ -17,12 +17,21 @@ Options from later work:
   (:attr:`Supernet.tau`), each forward draws one op per edge from the Gumbel-softmax of
   ``alpha`` and runs only that op, scaled by its straight-through hard weight.
 
+How it is computed (same results as the plain mixed sums, checked in float64 by
+tests/test_supernet_fused.py): all edges that read one node run together
+(:func:`forward_group`), with one ReLU of the node, each parameter-free op (pooling, identity)
+once for all of them, and each op with weights as one grouped layer for all of them; an op's
+weight is the scale of its final BatchNorm; depthwise convolutions take their input gradient
+from a forward convolution (:mod:`nas.strategies.oneshot.kernels`); with ``recompute``, each
+group is recomputed in the backward pass instead of keeping its activations.
+
 The macro structure is that of :mod:`nas.builders`: stem, cells, reductions at 1/3 and 2/3 of
 the depth (reduction cells, or NAS-Bench-201's residual blocks), global pooling, classifier.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +44,11 @@ from nas.errors import NasError
 from nas.ops import create_op
 from nas.ops.conv import FactorizedReduce, ReLUConvBN
 from nas.space import SearchSpace, load_space
-from nas.strategies.oneshot.kernels import depthwise_to_fast
+from nas.strategies.oneshot.kernels import (
+    FastDepthwiseConv2d,
+    depthwise_conv,
+    depthwise_to_fast,
+)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -46,6 +59,10 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, groups, c // groups).transpose(3, 4)
         return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if _channels_last(x) else torch.contiguous_format
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -95,16 +112,34 @@ class MixedOp(nn.Module):
                 m.track_running_stats = False
                 m.running_mean = m.running_var = m.num_batches_tracked = None
 
+        # How a group of edges reading one node runs each op (`forward_group`): "batched" (the
+        # edges' layers as one grouped layer), "shared" (parameter-free: computed once for all
+        # edges), or "apart" (edge by edge).
+        self._kinds = [_kind(op, *self._parts[i]) for i, op in enumerate(self.ops)]
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The channels through the ops and those that bypass them (partial channels)."""
+        if self.partial_channels == 1:
+            return x, None
+        C_op = x.shape[1] // self.partial_channels
+        # one copy of the slice in the input's layout, not one per op
+        x_ops = x[:, :C_op].contiguous(memory_format=_layout(x))
+        return x_ops, x[:, C_op:]
+
+    def finish(self, out: torch.Tensor, x: torch.Tensor, x_bypass: torch.Tensor | None,
+               aux_skip_beta: float) -> torch.Tensor:
+        """The ops' sum with the bypassed channels shuffled in, plus the auxiliary skip."""
+        if x_bypass is not None:
+            if self.bypass_pool is not None:
+                x_bypass = self.bypass_pool(x_bypass)
+            out = channel_shuffle(torch.cat([out, x_bypass], dim=1), self.partial_channels)
+        if self.aux_skip is not None and aux_skip_beta > 0:
+            out = out + aux_skip_beta * self.aux_skip(x)
+        return out
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0,
                 index: int | None = None) -> torch.Tensor:
-        if self.partial_channels > 1:
-            C_op = x.shape[1] // self.partial_channels
-            # one copy of the slice in the input's layout, not one per op
-            x_ops = x[:, :C_op].contiguous(memory_format=torch.channels_last if _channels_last(x)
-                                           else torch.contiguous_format)
-            x_bypass = x[:, C_op:]
-        else:
-            x_ops, x_bypass = x, None
+        x_ops, x_bypass = self.split(x)
         if index is not None:
             # the other ops' weights are exactly zero in value: running them would add nothing
             out = self._weighted(index, x_ops, F.relu(x_ops) if self._parts[index][0] else None, weights)
@@ -116,13 +151,7 @@ class MixedOp(nn.Module):
                 out = h if out is None else out + h
         else:  # a space of `none` only
             out = self.ops[0](x_ops)
-        if x_bypass is not None:
-            if self.bypass_pool is not None:
-                x_bypass = self.bypass_pool(x_bypass)
-            out = channel_shuffle(torch.cat([out, x_bypass], dim=1), self.partial_channels)
-        if self.aux_skip is not None and aux_skip_beta > 0:
-            out = out + aux_skip_beta * self.aux_skip(x)
-        return out
+        return self.finish(out, x, x_bypass, aux_skip_beta)
 
 
     def _weighted(self, i: int, x: torch.Tensor, relu_x: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
@@ -146,6 +175,89 @@ def _split(op: nn.Module) -> tuple[bool, nn.Module, nn.BatchNorm2d | None]:
         norm = mods.pop()
     body = mods[0] if len(mods) == 1 else nn.Sequential(*mods)
     return relu_first, body, norm
+
+
+def _kind(op: nn.Module, relu_first: bool, body: nn.Module, norm: nn.BatchNorm2d | None) -> str:
+    layers = list(body) if isinstance(body, nn.Sequential) else [body]
+    if not any(True for _ in body.parameters()):
+        return "shared"
+    if all(type(m) in (nn.Conv2d, FastDepthwiseConv2d) and m.bias is None and m.padding_mode == "zeros"
+           or isinstance(m, nn.ReLU) or isinstance(m, nn.BatchNorm2d) and not m.affine and not m.track_running_stats
+           for m in layers):
+        return "batched"
+    return "apart"
+
+
+def _batched_layers(bodies: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Run the same layers of ``len(bodies)`` edges as one: ``x`` holds the edges' inputs one
+    after the other along the channels, and so does the result. A convolution of the edges
+    is one grouped convolution of their concatenated kernels (``groups`` times the number of
+    edges); ReLU and non-affine BatchNorm act per channel anyway."""
+    layers = [list(b) if isinstance(b, nn.Sequential) else [b] for b in bodies]
+    for same in zip(*layers):
+        m = same[0]
+        if isinstance(m, nn.ReLU):
+            x = F.relu(x)
+        elif isinstance(m, nn.BatchNorm2d):
+            x = F.batch_norm(x, None, None, None, None, True, 0.0, m.eps)
+        else:
+            weight = torch.cat([c.weight for c in same]) if len(same) > 1 else m.weight
+            groups = m.groups * len(same)
+            if isinstance(m, FastDepthwiseConv2d):
+                x = depthwise_conv(x, weight, m.stride[0], m.padding[0], m.dilation[0])
+            else:
+                x = F.conv2d(x, weight, None, m.stride, m.padding, m.dilation, groups)
+    return x
+
+
+def forward_group(edges: Sequence[MixedOp], x: torch.Tensor, weights: Sequence[torch.Tensor],
+                  aux_skip_beta: float) -> list[torch.Tensor]:
+    """The outputs of ``edges``, which all read ``x`` (same ops, channels and stride), with
+    op weights ``weights[e]``: what ``edge(x, weights[e], aux_skip_beta)`` gives for each, in
+    fewer and larger kernels. The ReLU of ``x`` and the parameter-free ops (pooling, identity
+    and their BatchNorm) are computed once for all edges; each op with weights runs for all
+    edges at once (:func:`_batched_layers`), its final BatchNorm scaled per edge and op."""
+    first = edges[0]
+    n = len(edges)
+    x_ops, x_bypass = first.split(x)
+    relu_x = F.relu(x_ops) if first._relu_first else None
+    repeated: dict[bool, torch.Tensor] = {}  # the input once per edge along the channels, by relu_first
+    batched = None
+    outs: list[torch.Tensor | None] = [None] * n
+    for i in first.active:
+        relu_first, body, norm = first._parts[i]
+        source = relu_x if relu_first else x_ops
+        kind = first._kinds[i] if n > 1 else "apart"
+        if kind == "batched":
+            if relu_first not in repeated:
+                repeated[relu_first] = torch.cat([source] * n, dim=1)  # (`repeat` would drop channels-last)
+            h = _batched_layers([edge._parts[i][1] for edge in edges], repeated[relu_first])
+            if norm is None:
+                scale = torch.cat([w[i].expand(h.shape[1] // n) for w in weights]).view(1, -1, 1, 1)
+                h = h * scale
+            else:
+                scale = torch.cat([w[i].repeat(h.shape[1] // n) for w in weights])
+                h = F.batch_norm(h, None, None, scale, None, True, 0.0, norm.eps)
+            batched = h if batched is None else batched + h
+        elif kind == "shared":  # the same result on every edge: once, then weighted per edge
+            h = body(source)
+            if norm is not None:
+                h = F.batch_norm(h, None, None, None, None, True, 0.0, norm.eps)
+            for e in range(n):
+                term = weights[e][i] * h
+                outs[e] = term if outs[e] is None else outs[e] + term
+        else:
+            for e, edge in enumerate(edges):
+                term = edge._weighted(i, x_ops, relu_x, weights[e])
+                outs[e] = term if outs[e] is None else outs[e] + term
+    if batched is not None:
+        width = batched.shape[1] // n
+        for e in range(n):
+            part = batched[:, e * width:(e + 1) * width]
+            outs[e] = part.contiguous(memory_format=_layout(batched)) if outs[e] is None else outs[e] + part
+    if not first.active:  # a space of `none` only
+        outs = [edge.ops[0](x_ops) for edge in edges]
+    return [edge.finish(out, x, x_bypass, aux_skip_beta) for edge, out in zip(edges, outs)]
 
 
 class SearchCell(nn.Module):
@@ -172,25 +284,42 @@ class SearchCell(nn.Module):
                 self.edges.append(MixedOp(space.ops, C, stride, partial_channels=partial_channels, aux_skip=aux_skip))
                 self.sources.append(src)
             self.node_edges.append(range(start, len(self.edges)))
+        self.targets = [node for node, edges in enumerate(self.node_edges) for _ in edges]  # per edge
+        self.readers = [[e for e, src in enumerate(self.sources) if src == node]  # per node: edges reading it
+                        for node in range(space.inputs + len(self.node_edges))]
         self.concat = space.default_concat()
         self.out_channels = C * len(self.concat)
+
+    def _group(self, group: list[int], state: torch.Tensor, weights: torch.Tensor, *,
+               aux_skip_beta: float) -> list[torch.Tensor]:
+        return forward_group([self.edges[e] for e in group], state, [weights[e] for e in group], aux_skip_beta)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None,
                 aux_skip_beta: float, indices: Sequence[int] | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)] if self.inputs == 2 else [self.preprocess1(s1)]
         recompute = self.recompute and torch.is_grad_enabled()
-        for edges in self.node_edges:
-            total = None
-            for e in edges:
-                args = (states[self.sources[e]], weights[e], aux_skip_beta, None if indices is None else indices[e])
-                if recompute:
-                    h = checkpoint(self.edges[e], *args, use_reentrant=False)
-                else:
-                    h = self.edges[e](*args)
+        sums: list[torch.Tensor | None] = [None] * len(self.node_edges)
+        # Node by node, all edges that read a finished node at once (their targets' sums grow
+        # in the order of their sources, as node by node); a sampled forward edge by edge.
+        for src in range(self.inputs + len(self.node_edges)):
+            if src >= self.inputs:  # an intermediate node: all its edges are in
+                states.append(sums[src - self.inputs])
+            group = self.readers[src]
+            if not group:
+                continue
+            if indices is None:
+                run = partial(self._group, group, aux_skip_beta=aux_skip_beta)
+                outs = (checkpoint(run, states[src], weights, use_reentrant=False) if recompute
+                        else run(states[src], weights))
+            else:
+                outs = [checkpoint(self.edges[e], states[src], weights[e], aux_skip_beta, indices[e],
+                                   use_reentrant=False) if recompute
+                        else self.edges[e](states[src], weights[e], aux_skip_beta, indices[e]) for e in group]
+            for e, h in zip(group, outs):
                 if edge_weights is not None:
                     h = edge_weights[e] * h
-                total = h if total is None else total + h
-            states.append(total)
+                node = self.targets[e]
+                sums[node] = h if sums[node] is None else sums[node] + h
         if len(self.concat) == 1:
             return states[self.concat[0]]
         return torch.cat([states[i] for i in self.concat], dim=1)
