@@ -19,4 +19,5 @@ fi
 DATA_ROOT=$1
 shift
 exec "${PYTHON:-python}" -m nas search --strategy darts --space darts --dataset cifar10 --data-root "$DATA_ROOT" \
-    --epochs 50 --batch-size 64 --init-channels 16 --layers 8 --order 1 --collapse-remedy none "$@"
+    --epochs 50 --batch-size 64 --init-channels 16 --layers 8 --order 1 --collapse-remedy none \
+    --arch-lr 3e-4 --warmup-epochs 0 "$@"

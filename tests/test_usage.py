@@ -115,7 +115,7 @@ USAGE = [
     (["search", "--layers", "2"], ["--layers", "at least 3"]),
     (["search", "--train-portion", "1"], ["--train-portion", "(0, 1)"]),
     (["search", "--partial-channels", "3"], ["partial channels K=3 must divide init channels 8"]),
-    (["search", "--warmup-epochs", "3"], ["warmup epochs (3)"]),
+    (["search", "--warmup-epochs", "10"], ["warmup epochs (10)"]),
     (["search", "--seed", "4294967296"], ["--seed", "4294967296"]),
     (["search", "--seed", "one"], ["--seed", "'one'"]),
     (["search", "--device", "tpu", "--out", "new"], ["--device tpu"]),

@@ -242,7 +242,7 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         started = time.perf_counter()
         model.train()
         lr = scheduler.get_last_lr()[0]
-        arch_steps = epoch >= config.warmup_epochs
+        arch_steps = epoch >= config.warmup
         if gdas:
             model.tau = config.temperature(epoch)
         loader_seed = seed * 1_000_003 + 2 * epoch
