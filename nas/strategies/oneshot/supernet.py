@@ -111,7 +111,6 @@ class MixedOp(nn.Module):
                 # recomputed in the backward pass must not update running statistics twice
                 m.track_running_stats = False
                 m.running_mean = m.running_var = m.num_batches_tracked = None
-
         # How a group of edges reading one node runs each op (`forward_group`): "batched" (the
         # edges' layers as one grouped layer), "shared" (parameter-free: computed once for all
         # edges), or "apart" (edge by edge).
@@ -139,20 +138,12 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip_beta: float = 0.0,
                 index: int | None = None) -> torch.Tensor:
+        if index is None:
+            return forward_group([self], x, [weights], aux_skip_beta)[0]
+        # the other ops' weights are exactly zero in value: running them would add nothing
         x_ops, x_bypass = self.split(x)
-        if index is not None:
-            # the other ops' weights are exactly zero in value: running them would add nothing
-            out = self._weighted(index, x_ops, F.relu(x_ops) if self._parts[index][0] else None, weights)
-        elif self.active:
-            relu_x = F.relu(x_ops) if self._relu_first else None
-            out = None
-            for i in self.active:
-                h = self._weighted(i, x_ops, relu_x, weights)
-                out = h if out is None else out + h
-        else:  # a space of `none` only
-            out = self.ops[0](x_ops)
+        out = self._weighted(index, x_ops, F.relu(x_ops) if self._parts[index][0] else None, weights)
         return self.finish(out, x, x_bypass, aux_skip_beta)
-
 
     def _weighted(self, i: int, x: torch.Tensor, relu_x: torch.Tensor | None, weights: torch.Tensor) -> torch.Tensor:
         """``weights[i] * ops[i](x)``, from the shared ``relu_x`` where the op starts with a ReLU."""
