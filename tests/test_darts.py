@@ -326,3 +326,23 @@ def test_recomputation_by_default_only_for_large_full_supernets():
     assert not DartsConfig(init_channels=16, partial_channels=4).uses_recompute(32)
     assert DartsConfig(recompute=True).uses_recompute(8) and not DartsConfig(init_channels=16, recompute=False
                                                                               ).uses_recompute(32)
+
+
+def test_resume_takes_a_checkpoint_with_edge_batchnorm_statistics(tmp_path):
+    """Checkpoints written before edges dropped their BatchNorm running statistics still load."""
+    from nas.strategies.oneshot.search import _restore, load_search_checkpoint
+
+    result = search_darts("darts", "digits", config=tiny(), out=tmp_path / "run", progress=False, plots=False)
+    path = result.path / "checkpoints" / "last.pt"
+    state = load_search_checkpoint(path)
+    model = Supernet("darts", C=4, layers=3)
+    edge_bn = "cells.0.edges.0.ops.4.3"  # sep_conv_3x3's inner BatchNorm of the first edge
+    assert f"{edge_bn}.running_mean" not in model.state_dict()
+    state["model"] = {**state["model"], f"{edge_bn}.running_mean": torch.zeros(4),
+                      f"{edge_bn}.running_var": torch.ones(4), f"{edge_bn}.num_batches_tracked": torch.tensor(5)}
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.Adam(model.arch_parameters())
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=1)
+    epoch, _, _ = _restore(path, state, model, w_opt, a_opt, scheduler)
+    assert epoch == 1
+    assert torch.equal(model.alphas["normal"].detach(), state["model"]["alphas.normal"])

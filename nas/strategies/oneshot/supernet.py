@@ -20,8 +20,9 @@ Options from later work:
 How it is computed (same results as the plain mixed sums, checked in float64 by
 tests/test_supernet_fused.py): all edges that read one node run together
 (:func:`forward_group`), with one ReLU of the node, each parameter-free op (pooling, identity)
-once for all of them, and each op with weights as one grouped layer for all of them; an op's
-weight is the scale of its final BatchNorm; depthwise convolutions take their input gradient
+once for all of them, and each op made of convolutions, ReLUs and BatchNorms as one grouped
+layer per layer for all of them (other blocks edge by edge); the weight of an op ending in a
+BatchNorm is that BatchNorm's scale; depthwise convolutions take their input gradient
 from a forward convolution (:mod:`nas.strategies.oneshot.kernels`); with ``recompute``, each
 group is recomputed in the backward pass instead of keeping its activations.
 
@@ -157,7 +158,9 @@ class MixedOp(nn.Module):
 
 def _split(op: nn.Module) -> tuple[bool, nn.Module, nn.BatchNorm2d | None]:
     """``op`` as (starts with a ReLU, the modules between, its final non-affine BatchNorm or None)."""
-    mods = list(op) if isinstance(op, nn.Sequential) else [op]
+    # only a plain chain comes apart: a Sequential with its own forward (a residual add) stays whole
+    chain = isinstance(op, nn.Sequential) and type(op).forward is nn.Sequential.forward
+    mods = list(op) if chain else [op]
     relu_first = bool(mods) and isinstance(mods[0], nn.ReLU)
     if relu_first:
         mods = mods[1:]
