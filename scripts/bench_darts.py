@@ -124,8 +124,7 @@ def run_reference(args: argparse.Namespace) -> dict:
 
 
 def run_ours(args: argparse.Namespace, setting: str) -> dict:
-    argv = [a for a in sys.argv[1:]]
-    proc = subprocess.run([sys.executable, __file__, *argv, "--single", setting], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--single", setting], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
         raise SystemExit(f"{setting} failed:\n{proc.stderr}")

@@ -315,7 +315,6 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                    progress=progress)
 
 
-_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
 
 
@@ -334,9 +333,7 @@ def _restore(path: Path, state: dict[str, Any], model: Supernet, w_optimizer: to
     """Load ``state`` into the search's objects: ``(epoch, stopped early, weight history)``; a
     checkpoint of another supernet is a :class:`NasError`."""
     try:
-        # searches saved before edges dropped their BatchNorm running statistics: those are unused
-        model.load_state_dict({k: v for k, v in state["model"].items()
-                               if ".edges." not in k or k.rsplit(".", 1)[-1] not in _RUNNING_STATS})
+        model.load_state_dict(state["model"])
         w_optimizer.load_state_dict(state["w_optimizer"])
         arch_optimizer.load_state_dict(state["arch_optimizer"])
         scheduler.load_state_dict(state["scheduler"])

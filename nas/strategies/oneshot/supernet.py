@@ -62,6 +62,11 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+def _batch_norm(x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Non-affine BatchNorm on batch statistics, times ``scale`` per channel when given."""
+    return F.batch_norm(x, None, None, scale, None, True, 0.0, eps)
+
+
 def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if _channels_last(x) else torch.contiguous_format
 
@@ -112,10 +117,11 @@ class MixedOp(nn.Module):
                 # recomputed in the backward pass must not update running statistics twice
                 m.track_running_stats = False
                 m.running_mean = m.running_var = m.num_batches_tracked = None
+        self.register_load_state_dict_pre_hook(_drop_running_stats)
         # How a group of edges reading one node runs each op (`forward_group`): "batched" (the
         # edges' layers as one grouped layer), "shared" (parameter-free: computed once for all
         # edges), or "apart" (edge by edge).
-        self._kinds = [_kind(op, *self._parts[i]) for i, op in enumerate(self.ops)]
+        self._kinds = [_kind(body) for _, body, _ in self._parts]
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The channels through the ops and those that bypass them (partial channels)."""
@@ -152,8 +158,19 @@ class MixedOp(nn.Module):
         h = body(relu_x if relu_first else x)
         if norm is None:
             return weights[i] * h
-        # `repeat`, not `expand`: batch_norm's channels-last backward misreads a stride-0 weight
-        return F.batch_norm(h, None, None, weights[i].repeat(h.shape[1]), None, True, 0.0, norm.eps)
+        # `repeat`, not `expand` (here and in forward_group): batch_norm's channels-last backward
+        # misreads a stride-0 weight
+        return _batch_norm(h, norm.eps, weights[i].repeat(h.shape[1]))
+
+
+def _drop_running_stats(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
+    """Loading a state dict saved before edges dropped their BatchNorm running statistics: those
+    entries are unused and left out."""
+    for key in [k for k in state_dict if k.startswith(prefix) and k.rsplit(".", 1)[-1] in _RUNNING_STATS]:
+        del state_dict[key]
+
+
+_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _split(op: nn.Module) -> tuple[bool, nn.Module, nn.BatchNorm2d | None]:
@@ -171,7 +188,7 @@ def _split(op: nn.Module) -> tuple[bool, nn.Module, nn.BatchNorm2d | None]:
     return relu_first, body, norm
 
 
-def _kind(op: nn.Module, relu_first: bool, body: nn.Module, norm: nn.BatchNorm2d | None) -> str:
+def _kind(body: nn.Module) -> str:
     layers = list(body) if isinstance(body, nn.Sequential) else [body]
     if not any(True for _ in body.parameters()):
         return "shared"
@@ -193,7 +210,7 @@ def _batched_layers(bodies: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
         if isinstance(m, nn.ReLU):
             x = F.relu(x)
         elif isinstance(m, nn.BatchNorm2d):
-            x = F.batch_norm(x, None, None, None, None, True, 0.0, m.eps)
+            x = _batch_norm(x, m.eps)
         else:
             weight = torch.cat([c.weight for c in same]) if len(same) > 1 else m.weight
             groups = m.groups * len(same)
@@ -231,12 +248,12 @@ def forward_group(edges: Sequence[MixedOp], x: torch.Tensor, weights: Sequence[t
                 h = h * scale
             else:
                 scale = torch.cat([w[i].repeat(h.shape[1] // n) for w in weights])
-                h = F.batch_norm(h, None, None, scale, None, True, 0.0, norm.eps)
+                h = _batch_norm(h, norm.eps, scale)
             batched = h if batched is None else batched + h
         elif kind == "shared":  # the same result on every edge: once, then weighted per edge
             h = body(source)
             if norm is not None:
-                h = F.batch_norm(h, None, None, None, None, True, 0.0, norm.eps)
+                h = _batch_norm(h, norm.eps)
             for e in range(n):
                 term = weights[e][i] * h
                 outs[e] = term if outs[e] is None else outs[e] + term
@@ -284,9 +301,12 @@ class SearchCell(nn.Module):
         self.concat = space.default_concat()
         self.out_channels = C * len(self.concat)
 
-    def _group(self, group: list[int], state: torch.Tensor, weights: torch.Tensor, *,
-               aux_skip_beta: float) -> list[torch.Tensor]:
-        return forward_group([self.edges[e] for e in group], state, [weights[e] for e in group], aux_skip_beta)
+    def _group(self, group: list[int], state: torch.Tensor, weights: torch.Tensor, *, aux_skip_beta: float,
+               indices: Sequence[int] | None) -> list[torch.Tensor]:
+        """The outputs of the edges ``group``, which read ``state``; with sampled ``indices``, edge by edge."""
+        if indices is None:
+            return forward_group([self.edges[e] for e in group], state, [weights[e] for e in group], aux_skip_beta)
+        return [self.edges[e](state, weights[e], aux_skip_beta, indices[e]) for e in group]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None,
                 aux_skip_beta: float, indices: Sequence[int] | None = None) -> torch.Tensor:
@@ -301,14 +321,8 @@ class SearchCell(nn.Module):
             group = self.readers[src]
             if not group:
                 continue
-            if indices is None:
-                run = partial(self._group, group, aux_skip_beta=aux_skip_beta)
-                outs = (checkpoint(run, states[src], weights, use_reentrant=False) if recompute
-                        else run(states[src], weights))
-            else:
-                outs = [checkpoint(self.edges[e], states[src], weights[e], aux_skip_beta, indices[e],
-                                   use_reentrant=False) if recompute
-                        else self.edges[e](states[src], weights[e], aux_skip_beta, indices[e]) for e in group]
+            run = partial(self._group, group, aux_skip_beta=aux_skip_beta, indices=indices)
+            outs = checkpoint(run, states[src], weights, use_reentrant=False) if recompute else run(states[src], weights)
             for e, h in zip(group, outs):
                 if edge_weights is not None:
                     h = edge_weights[e] * h
