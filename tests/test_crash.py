@@ -268,8 +268,9 @@ def test_a_training_killed_again_and_again_ends_as_an_uninterrupted_one(tmp_path
     whole = json.loads((ref.out / "result.json").read_text())["metrics"]
     accuracy = [r["val_acc"] for r in _lines(ref.out / "metrics.jsonl")]
     improving = [e for e in range(1, EPOCHS + 1) if accuracy[e - 1] > max([-1.0] + accuracy[:e - 1])]
-    # training is deterministic: this run improves in epochs 1, 2 and 3, and never after
-    assert improving == [1, 2, 3] and whole["best_epoch"] == 3, improving
+    # training is deterministic: this run improves in each of epochs 1, 2 and 3 (the schedule below
+    # needs that; later epochs round differently on different CPUs, and may improve again)
+    assert improving[:3] == [1, 2, 3] and whole["best_epoch"] == improving[-1], improving
 
     run = Runner(tmp_path / "killed", TRAIN, seed=1)
     ckpt = run.out / "checkpoints"

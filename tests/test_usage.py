@@ -232,7 +232,8 @@ SEARCH_INPUTS = [
     (["search", "--strategy", "evolution", "--objectives", "val_acc,params", "--out", "new"],
      ["evolution optimises one objective"]),
     # options the chosen strategy would ignore
-    (["search", "--backend", "ray"], ["--backend is a setting of --strategy", "random", "not darts"]),
+    (["search", "--strategy", "random", "--workers", "2"], ["--workers is a setting of --strategy darts, gdas, not random"]),
+    (["search", "--backend", "optuna"], ["--backend", "'optuna' is not one of local, ray"]),
     (["search", "--trials", "5", "--out", "new"], ["--trials is a setting of --strategy", "add --strategy"]),
     (["search", "--strategy", "random", "--order", "2"], ["--order is a setting of --strategy darts, gdas, not random"]),
     (["search", "--evaluator", "nb201"], ["--evaluator: --strategy darts scores no trials"]),

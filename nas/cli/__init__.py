@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NasError as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # quiet: another process of the same search printed it
+            print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)

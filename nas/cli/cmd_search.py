@@ -141,6 +141,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                        "pass --strategy")
     strategy = get_strategy(name)
     refuse_ignored_options(args, strategy)
+    if _launched_world() > 1 and strategy.kind != "oneshot":
+        raise NasError(f"torchrun runs the one-shot strategies (darts, gdas) on several processes; --strategy "
+                       f"{name} runs its trials in parallel itself (--backend ray): start it without torchrun")
     settings = apply(strategy.Settings(), args)
     with destination(args.out, args.overwrite):  # checked before an evaluator opens any data
         space = evaluator = None
@@ -155,9 +158,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         result = strategy.search(space, settings, evaluator=evaluator,
                                  data=SearchData(args.dataset, args.data_root, args.device), out=args.out,
                                  resume=args.resume, seed=args.seed, progress=True)
-    if result.genotype is not None:
+    if result.genotype is not None and getattr(result, "rank", 0) == 0:
         print(f"next: nas train --genotype {result.path}", flush=True)
     return 0
+
+
+def _launched_world() -> int:
+    from nas.strategies.oneshot.distributed import launched_world
+
+    return launched_world()
 
 
 def refuse_ignored_options(args: argparse.Namespace, strategy: Any) -> None:

@@ -12,12 +12,17 @@ one step:
   ``w +- eps * v`` with ``eps = 0.01 / ||v||`` (Liu et al. 2019, eq. 7-8), ``xi`` being the
   weights' current learning rate.
 
+In a search on several processes, ``average`` (:meth:`~nas.strategies.oneshot.distributed.Ranks.average_`)
+makes every gradient the mean over the ranks: the architecture gradients before Adam's step,
+and for second order also the training gradients of the unrolled step and the vector ``v``
+(so every rank unrolls to the same ``w'`` and takes the same ``eps``).
+
 The unrolled step happens in place on the model's weights, which are restored afterwards, so
 no second copy of the supernet is built.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
@@ -40,8 +45,10 @@ class Architect:
 
     def __init__(self, model: Supernet, *, order: int = 1, lr: float = 3e-4, betas: tuple[float, float] = (0.5, 0.999),
                  weight_decay: float = 1e-3, w_momentum: float = 0.9, w_weight_decay: float = 3e-4,
-                 autocast: Callable[[], AbstractContextManager] = nullcontext):
+                 autocast: Callable[[], AbstractContextManager] = nullcontext,
+                 average: Callable[[Sequence[torch.Tensor]], None] | None = None):
         self.model = model
+        self.average = average or (lambda tensors: None)
         self.order = order
         self.w_momentum = w_momentum
         self.w_weight_decay = w_weight_decay
@@ -69,6 +76,7 @@ class Architect:
                     a.grad = g
         else:
             loss, logits = self._unrolled_backward(x_train, y_train, x_val, y_val, w_lr, w_optimizer)
+        self.average([a.grad for a in self.model.arch_parameters() if a.grad is not None])
         self.optimizer.step()
         return loss.detach(), logits.detach()
 
@@ -79,12 +87,12 @@ class Architect:
 
         # w' = w - xi * (momentum buffer + dL_train/dw + weight decay * w), as SGD would step
         train_loss, _ = self._loss(x_train, y_train)
-        grads = torch.autograd.grad(train_loss, weights, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(weights, torch.autograd.grad(train_loss, weights, allow_unused=True))]
+        self.average(grads)
         with torch.no_grad():
             for p, g in zip(weights, grads):
-                step = self.w_weight_decay * p
-                if g is not None:
-                    step += g
+                step = self.w_weight_decay * p + g
                 buffer = w_optimizer.state.get(p, {}).get("momentum_buffer")
                 if buffer is not None:
                     step += self.w_momentum * buffer
@@ -95,6 +103,7 @@ class Architect:
         grads = torch.autograd.grad(val_loss, arch + weights, allow_unused=True)
         d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(arch, grads[:len(arch)])]
         vector = [torch.zeros_like(p) if g is None else g for p, g in zip(weights, grads[len(arch):])]
+        self.average(vector)
 
         implicit = self._hessian_vector_product(weights, original, vector, x_train, y_train)
         for a, g, h in zip(arch, d_alpha, implicit):

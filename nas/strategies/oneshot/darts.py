@@ -29,15 +29,32 @@ class Darts(Strategy):
                seed: int = 0, progress: bool = True) -> Any:
         # the search loop imports torch: only a search pays for it, not `nas search --help`
         from nas.strategies.oneshot.derive import short_genotype
-        from nas.strategies.oneshot.search import search_darts
 
         data = data or SearchData()
-        result = search_darts(space if space is not None else "darts", data.dataset,
-                              config=None if resume else settings or self.Settings(), out=out, resume=resume,
-                              seed=seed, data_root=data.data_root, device=data.device, progress=progress,
-                              strategy=self.name)
-        if progress:
+        if _on_ray_train(settings, resume):
+            from nas.strategies.oneshot.ray_train import search_ray_train as search
+        else:
+            from nas.strategies.oneshot.search import search_darts as search
+        result = search(space if space is not None else "darts", data.dataset,
+                        config=None if resume else settings or self.Settings(), out=out, resume=resume, seed=seed,
+                        data_root=data.data_root, device=data.device, progress=progress, strategy=self.name)
+        if progress and result.rank == 0:
             print(f"genotype ({result.epochs} epochs{', stopped early' if result.stopped_early else ''}): "
                   f"{short_genotype(result.genotype)}")
             print(f"run folder: {result.path}  (genotype.json, genotype.png, alphas.png, metrics.jsonl, tensorboard/)")
         return result
+
+
+def _on_ray_train(settings: DartsConfig | None, resume: str | Path | None) -> bool:
+    """Whether the search runs as a Ray Train job: ``--backend ray``, or resuming a run made so
+    (read only outside torchrun, whose other ranks may not see the run folder)."""
+    if resume is None:
+        return settings is not None and settings.backend == "ray"
+    from nas.run import Run
+    from nas.strategies.oneshot.distributed import launched_world
+
+    if launched_world() > 1:
+        return False
+    saved = Run.open(resume).config
+    own = saved.get(saved.get("strategy", ""))
+    return isinstance(own, dict) and own.get("backend") == "ray"

@@ -28,6 +28,7 @@ Run folder::
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -38,7 +39,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from nas.checkpoint import read_weights_only, rng_state, save_checkpoint, set_rng_state
@@ -47,8 +50,9 @@ from nas.data import DatasetInfo, get_dataset, search_split
 from nas.errors import NasError
 from nas.faults import kill_point
 from nas.genotype import Genotype
-from nas.run import Run, resolve_device, seed_everything
+from nas.run import Run, seed_everything
 from nas.space import SearchSpace, load_space, space_from_dict
+from nas.strategies.oneshot import distributed
 from nas.strategies.oneshot.architect import Architect, frozen
 from nas.strategies.oneshot.derive import (
     count_ops,
@@ -67,6 +71,10 @@ SEARCH_IMAGE_SIZE = {"digits": 16}
 SETTINGS = {"darts": DartsConfig, "gdas": GdasConfig}
 LABELS = {"darts": "DARTS", "gdas": "GDAS"}
 Report = Callable[[int, dict[str, Any]], None]
+# DDP leaves the buffers alone in the forward pass: the global-batch BatchNorm keeps them equal
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
 
 
 @dataclass(frozen=True)
@@ -80,12 +88,18 @@ class DartsResult:
     epochs: int = 0
     stopped_early: bool = False
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = 0  # in a search on several processes, the rank that returned this (0 wrote the run folder)
 
 
-def _loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int, workers: int, pin: bool) -> DataLoader:
-    # A generator per loader and epoch: the batch order depends only on (seed, epoch), so a
-    # resumed run draws the same batches as an uninterrupted one.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size,
+def _loader(dataset: Dataset, ranks: distributed.Ranks, *, batch_size: int, seed: int, workers: int,
+            pin: bool) -> DataLoader:
+    """This rank's batches of a shuffled ``dataset``. The order depends only on ``seed`` (one per
+    loader and epoch), so a resumed run draws the same batches as an uninterrupted one; with
+    ``W`` ranks, rank ``r`` takes every ``W``-th image from ``r`` of one permutation, so that
+    batch ``k`` of all ranks together is batch ``k`` of one process at ``W`` times the batch."""
+    sampler = DistributedSampler(dataset, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=len(sampler) > batch_size,
                       num_workers=workers, pin_memory=pin, generator=torch.Generator().manual_seed(seed),
                       persistent_workers=False)
 
@@ -124,67 +138,142 @@ def search_darts(space: SearchSpace | str = "darts", dataset: str | DatasetInfo 
     strategy: with ``resume``, the strategy (``"darts"`` or ``"gdas"``) the run must have been
         made by; a run of the other is a :class:`NasError`.
 
+    Started by ``torchrun`` (or within Ray Train's process group), every process runs this
+    with the same arguments and the search runs data parallel (:mod:`~nas.strategies.oneshot.distributed`):
+    ``config.batch_size`` is then the batch of each process, and rank 0 writes the run folder.
+
     >>> result = search_darts("nb201", "digits", config=DartsConfig(epochs=1, max_steps=2,   # doctest: +SKIP
     ...                       init_channels=4, layers=3, image_size=16), progress=False)
     >>> result.genotype.validate("nb201")  # doctest: +SKIP
     """
-    if resume is not None:
-        run = Run.open(resume)
-        saved = run.config
-        made_by = saved.get("strategy")
-        if made_by not in SETTINGS or made_by not in saved:
-            raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts` "
-                           "(or gdas)")
-        if strategy is not None and made_by != strategy:
-            raise NasError(f"{resume} is a {made_by} search, not {strategy}; resume it with --strategy {made_by} "
-                           "(or without --strategy)")
-        strategy = made_by
-        space = space_from_dict(saved["space"], source=f"{resume}/config.json")
-        config = from_dict(SETTINGS[strategy], saved[strategy], LABELS[strategy])
-        seed = int(saved["seed"])
-        # the result is written after the last checkpoint: with it there, a missing last.pt was
-        # deleted, and starting over would replace the run's result
-        last = run.path / "checkpoints" / "last.pt"
-        if (run.path / "result.json").exists() and not last.exists():
-            raise NasError(f"{last} is missing, though run {resume} has its result.json; it cannot be resumed, "
-                           "start a new run (or restore the checkpoint)")
-        data_root = data_root if data_root is not None else saved.get("data_root")
-        if not isinstance(dataset, DatasetInfo):
-            dataset = saved["dataset"]
-    else:
-        space = _cell_space(space)
-        config = check(config or DartsConfig())
-        strategy = "gdas" if isinstance(config, GdasConfig) else "darts"
-        run = None
-    dev = resolve_device(device)
-    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(
-        dataset, data_root, image_size=config.image_size or SEARCH_IMAGE_SIZE.get(str(dataset).lower()),
-        cutout=config.cutout)
-
-    seed_everything(seed)
-    model = Supernet(space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
-                     in_channels=info.in_channels, partial_channels=config.partial_channels,
-                     edge_normalisation=config.uses_edge_normalisation,
-                     aux_skip=config.collapse_remedy == "aux-skip", recompute=config.uses_recompute(info.image_size))
-    if run is None:
-        run = Run.create(strategy, {
-            "strategy": strategy, "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
-            "data_root": None if data_root is None else str(data_root), "seed": seed, "device": str(dev),
-            "num_classes": info.num_classes, "image_size": info.image_size, strategy: to_dict(config),
-            "supernet_params": sum(p.numel() for p in model.weight_parameters())}, out=out, name=space.name)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(config.threads)
+    ranks, dev = distributed.setup(device)
     try:
-        return _search(run, model, space, info, config, seed=seed, dev=dev, progress=progress, plots=plots,
-                       report=report)
+        setup = prepare(ranks, space, dataset, config=config, resume=resume, seed=seed, data_root=data_root,
+                        strategy=strategy)
+        model = setup.supernet()
+        path = ranks.from_lead(lambda: Path(resume) if resume is not None else setup.create_run(
+            out, world=ranks.world, device=dev, supernet_params=sum(p.numel() for p in model.weight_parameters())))
+        run = Run(path) if ranks.lead else None
+        threads = torch.get_num_threads()
+        if dev.type == "cpu":
+            torch.set_num_threads(setup.config.threads)
+        try:
+            with distributed.synchronised_batch_norm(ranks if setup.config.sync_batch_norm else distributed.Ranks()):
+                return _search(run, path, ranks, model, setup.space, setup.info, setup.config, seed=setup.seed,
+                               dev=dev, progress=progress and ranks.lead, plots=plots, report=report)
+        finally:
+            torch.set_num_threads(threads)
+            if run is not None:
+                run.close()
     finally:
-        torch.set_num_threads(threads)
-        run.close()
+        distributed.teardown(ranks)
 
 
-def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, config: DartsConfig, *, seed: int,
-            dev: torch.device, progress: bool, plots: bool, report: Report | None) -> DartsResult:
+class _Plan(NamedTuple):
+    """What every rank needs to know before it loads the data (picklable: rank 0 sends it to
+    the others when it comes from a run folder)."""
+
+    space: dict[str, Any]
+    strategy: str
+    config: DartsConfig
+    seed: int
+    data_root: str | None
+    dataset: Any
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A search's space, settings and data, checked; from :func:`prepare`."""
+
+    strategy: str
+    space: SearchSpace
+    config: DartsConfig
+    seed: int
+    data_root: str | None
+    info: DatasetInfo
+
+    def supernet(self) -> Supernet:
+        """The supernet, initialised from the seed (the same on every rank)."""
+        seed_everything(self.seed)
+        config, info = self.config, self.info
+        return Supernet(self.space, C=config.init_channels, layers=config.layers, num_classes=info.num_classes,
+                        in_channels=info.in_channels, partial_channels=config.partial_channels,
+                        edge_normalisation=config.uses_edge_normalisation,
+                        aux_skip=config.collapse_remedy == "aux-skip",
+                        recompute=config.uses_recompute(info.image_size))
+
+    def create_run(self, out: str | Path | None, *, world: int, device: torch.device | str,
+                   supernet_params: int) -> Path:
+        """A new run folder with this search's config (``world`` processes of batch ``config.batch_size``)."""
+        space, config, info = self.space, self.config, self.info
+        return Run.create(self.strategy, {
+            "strategy": self.strategy, "space": space.to_dict(), "space_name": space.name, "dataset": info.name,
+            "data_root": self.data_root, "seed": self.seed, "device": str(device),
+            "num_classes": info.num_classes, "image_size": info.image_size, self.strategy: to_dict(config),
+            "world_size": world, "batch_per_rank": config.batch_size, "global_batch": config.batch_size * world,
+            "supernet_params": supernet_params}, out=out, name=space.name).path
+
+
+def prepare(ranks: distributed.Ranks, space: SearchSpace | str, dataset: str | DatasetInfo, *,
+            config: DartsConfig | None, resume: str | Path | None, seed: int, data_root: str | Path | None,
+            strategy: str | None, world: int | None = None) -> Setup:
+    """Check a search's arguments (or read them from the run folder ``resume``, on rank 0) and
+    load its data; a mistake on any rank is a :class:`NasError` on every rank. ``world``: the
+    number of processes the search runs on (default ``ranks.world``)."""
+    world = ranks.world if world is None else world
+    if resume is not None:
+        plan = ranks.from_lead(lambda: _resumed_plan(resume, strategy, world))
+    else:
+        plan = ranks.agree(lambda: _Plan(_cell_space(space).to_dict(), "gdas" if isinstance(config, GdasConfig)
+                                         else "darts", check(config or DartsConfig()), seed,
+                                         None if data_root is None else str(data_root), dataset))
+    space, config = space_from_dict(plan.space, source="the search's space"), plan.config
+    data_root = str(data_root) if data_root is not None else plan.data_root
+    if not isinstance(dataset, DatasetInfo):
+        dataset = plan.dataset
+    info = dataset if isinstance(dataset, DatasetInfo) else ranks.agree(lambda: get_dataset(
+        dataset, data_root, image_size=config.image_size or SEARCH_IMAGE_SIZE.get(str(dataset).lower()),
+        cutout=config.cutout))
+    return Setup(plan.strategy, space, config, plan.seed, data_root, info)
+
+
+def _resumed_plan(resume: str | Path, strategy: str | None, world: int) -> _Plan:
+    """The plan of a run to resume, read from its folder; a folder that cannot be resumed, or
+    that was searched on another number of processes, is a :class:`NasError`."""
+    run = Run.open(resume)
+    saved = run.config
+    made_by = saved.get("strategy")
+    if made_by not in SETTINGS or made_by not in saved:
+        raise NasError(f"{resume} is not a DARTS search run; pass a folder made by `nas search --strategy darts` "
+                       "(or gdas)")
+    if strategy is not None and made_by != strategy:
+        raise NasError(f"{resume} is a {made_by} search, not {strategy}; resume it with --strategy {made_by} "
+                       "(or without --strategy)")
+    searched_on = saved.get("world_size", 1)
+    if searched_on != world:
+        how = ("without torchrun" if searched_on == 1 else f"on {searched_on} processes (torchrun --nproc_per_node "
+               f"{searched_on}, or nodes x processes per node making {searched_on})")
+        raise NasError(f"{resume} was searched on {searched_on} process(es), this is {world}: each process's "
+                       f"share of every batch depends on it; resume it {how}")
+    # the result is written after the last checkpoint: with it there, a missing last.pt was
+    # deleted, and starting over would replace the run's result
+    last = run.path / "checkpoints" / "last.pt"
+    if (run.path / "result.json").exists() and not last.exists():
+        raise NasError(f"{last} is missing, though run {resume} has its result.json; it cannot be resumed, "
+                       "start a new run (or restore the checkpoint)")
+    space = space_from_dict(saved["space"], source=f"{resume}/config.json")  # checked here, on rank 0
+    settings = dict(saved[made_by]) if isinstance(saved[made_by], dict) else saved[made_by]
+    if isinstance(settings, dict) and "backend" not in settings and "workers" in settings:
+        settings["num_workers"] = settings.pop("workers")  # a run from before `workers` meant Ray Train's
+    return _Plan(space.to_dict(), made_by, from_dict(SETTINGS[made_by], settings, LABELS[made_by]),
+                 int(saved["seed"]), saved.get("data_root"), saved["dataset"])
+
+
+def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supernet, space: SearchSpace,
+            info: DatasetInfo, config: DartsConfig, *, seed: int, dev: torch.device, progress: bool, plots: bool,
+            report: Report | None) -> DartsResult:
+    """The search loop; ``run`` is the run folder on rank 0 and ``None`` on the other ranks,
+    which write nothing."""
     cuda = dev.type == "cuda"
     gdas = isinstance(config, GdasConfig)
     label = LABELS["gdas" if gdas else "darts"]
@@ -192,6 +281,17 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         model.generator = torch.Generator().manual_seed(seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(dev, memory_format=memory_format)
+    net: nn.Module = model  # what the weight step calls: DDP averages the weights' gradients
+    if ranks.parallel:
+        if config.sync_batch_norm:
+            distributed.convert(model)
+        # built with the architecture frozen: DDP reduces only what requires a gradient now;
+        # unused parameters: GDAS' unsampled ops. Buffers (BatchNorm running statistics) stay
+        # equal on their own with global statistics, else DDP sends rank 0's every forward pass.
+        with frozen(model.arch_parameters()):
+            net = DistributedDataParallel(model, device_ids=[dev.index] if cuda else None,
+                                          find_unused_parameters=gdas,
+                                          **(_NO_BUFFER_SYNC if config.sync_batch_norm else {}))
     amp = cuda and config.amp and torch.cuda.is_bf16_supported()
     autocast: Callable[[], AbstractContextManager] = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext)
@@ -203,20 +303,23 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min)
     architect = Architect(model, order=config.order, lr=config.arch_lr, betas=config.arch_betas,
                           weight_decay=config.arch_weight_decay, w_momentum=config.w_momentum,
-                          w_weight_decay=config.w_weight_decay, autocast=autocast)
+                          w_weight_decay=config.w_weight_decay, autocast=autocast, average=ranks.average_)
 
     train_part, val_part = search_split(info.train, fraction=config.train_portion, seed=seed)
-    workers = config.workers if config.workers is not None else (4 if cuda else 0)
-    steps = min(len(train_part) // config.batch_size or 1, len(val_part) // config.batch_size or 1)
+    workers = config.num_workers if config.num_workers is not None else (4 if cuda else 0)
+    # each rank's shard of either half; the steps of an epoch are those of the smaller shard
+    steps = min(len(train_part) // ranks.world // config.batch_size or 1,
+                len(val_part) // ranks.world // config.batch_size or 1)
     if config.max_steps is not None:
         steps = min(steps, config.max_steps)
     total_steps = steps * config.epochs
 
-    checkpoint_path = run.path / "checkpoints" / "last.pt"
+    checkpoint_path = path / "checkpoints" / "last.pt"
     start_epoch, stopped_early = 0, False
     history: list[dict[str, np.ndarray]] = []
-    if checkpoint_path.exists():
-        state = load_search_checkpoint(checkpoint_path, dev)
+    # read by rank 0, sent to the others: on several machines only rank 0's holds the run folder
+    state = ranks.from_lead(lambda: load_search_checkpoint(checkpoint_path) if checkpoint_path.exists() else None)
+    if state is not None:
         start_epoch, stopped_early, history = _restore(checkpoint_path, state, model, w_optimizer,
                                                        architect.optimizer, scheduler)
         if gdas:
@@ -227,13 +330,15 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if progress:
             tqdm.write(f"resuming {run.path} after epoch {start_epoch}/{config.epochs}")
     elif progress:
+        on = f", {ranks.world} processes x batch {config.batch_size}" if ranks.parallel else ""
         tqdm.write(f"{label} search of {space.name!r} on {info.name} ({len(train_part)} train / {len(val_part)} val "
-                   f"images, {info.image_size}px): {config.epochs} epochs x {steps} steps, "
+                   f"images, {info.image_size}px): {config.epochs} epochs x {steps} steps{on}, "
                    f"{sum(p.numel() for p in model.weight_parameters()):,} supernet weights, order {config.order}, "
-                   f"collapse remedy {config.collapse_remedy}, device {dev}; run folder {run.path}")
-    # each epoch once, by its epoch field: a killed search may have logged epochs after its checkpoint
-    run.trim_epochs("metrics.jsonl", start_epoch)
-    run.trim_epochs("genotypes.jsonl", start_epoch)
+                   f"collapse remedy {config.collapse_remedy}, device {dev}; run folder {path}")
+    if run is not None:
+        # each epoch once, by its epoch field: a killed search may have logged epochs after its checkpoint
+        run.trim_epochs("metrics.jsonl", start_epoch)
+        run.trim_epochs("genotypes.jsonl", start_epoch)
 
     genotype = None
     metrics: dict[str, Any] = {}
@@ -246,10 +351,10 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if gdas:
             model.tau = config.temperature(epoch)
         loader_seed = seed * 1_000_003 + 2 * epoch
-        train_loader = _loader(train_part, batch_size=config.batch_size, shuffle=True, seed=loader_seed,
-                               workers=workers, pin=cuda)
-        val_loader = _loader(val_part, batch_size=config.batch_size, shuffle=True, seed=loader_seed + 1,
-                             workers=workers, pin=cuda)
+        train_loader = _loader(train_part, ranks, batch_size=config.batch_size, seed=loader_seed, workers=workers,
+                               pin=cuda)
+        val_loader = _loader(val_part, ranks, batch_size=config.batch_size, seed=loader_seed + 1, workers=workers,
+                             pin=cuda)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress,
                    dynamic_ncols=True)
         train_meter, val_meter = _Meter(dev), _Meter(dev)
@@ -263,13 +368,15 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
             if config.collapse_remedy == "aux-skip":
                 model.aux_skip_beta = max(0.0, 1.0 - (epoch * steps + step) / total_steps)
             out = train_step(model, architect, w_optimizer, x, y, x_val, y_val, lr=lr, grad_clip=config.grad_clip,
-                             arch_step=arch_steps, autocast=autocast)
+                             arch_step=arch_steps, autocast=autocast, net=net)
             train_meter.add(out.train_loss, out.train_logits, y)
             val_meter.add(out.val_loss, out.val_logits, y_val)
             if progress and (step % 10 == 9 or step == steps - 1):  # reading a value waits for the GPU
                 bar.set_postfix(loss=f"{train_meter.loss():.3f}", acc=f"{train_meter.accuracy():.1%}")
             bar.update()
         bar.close()
+        train_meter.reduce(ranks)
+        val_meter.reduce(ranks)
         scheduler.step()
         epoch += 1
 
@@ -277,13 +384,6 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         edge_weights = model.edge_weights()
         genotype = derive_genotype(space, weights, edge_weights)
         history.append(_as_numpy(weights))
-        run.write_json(f"alphas/epoch_{epoch:03d}.json", {
-            "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
-            "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
-            "edge_weights": edge_weights})
-        run.append_record("genotypes.jsonl", {"epoch": epoch, "genotype": genotype.to_dict(),
-                                              "short": short_genotype(genotype)})
-        kill_point("darts.after_genotype")
         skips = count_ops(genotype, "skip_connect")
         if config.collapse_remedy == "early-stop" and arch_steps and skips >= config.max_skips:
             stopped_early = True
@@ -292,15 +392,13 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
                    "aux_skip_beta": model.aux_skip_beta, **({"tau": model.tau} if gdas else {}),
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
-        run.log(metrics, step=epoch)
-        kill_point("darts.after_log")
-        save_checkpoint(run.path / "checkpoints" / "last.pt", {
-            "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
-            "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
-            "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history],
-            **({"sampler": {"tau": model.tau, "generator": model.generator.get_state()}} if gdas else {})})
-        kill_point("darts.after_checkpoint")
+        if run is not None:
+            _write_epoch(run, epoch, space, model, genotype, metrics, {
+                "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
+                "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
+                "history": [{k: torch.from_numpy(v) for k, v in h.items()} for h in history],
+                **({"sampler": {"tau": model.tau, "generator": model.generator.get_state()}} if gdas else {})})
         if progress:
             tqdm.write(f"epoch {epoch}/{config.epochs}  train loss {metrics['train_loss']:.3f} acc "
                        f"{metrics['train_acc']:.1%}  val loss {metrics['val_loss']:.3f} acc {metrics['val_acc']:.1%}  "
@@ -311,8 +409,25 @@ def _search(run: Run, model: Supernet, space: SearchSpace, info: DatasetInfo, co
         if report is not None:
             report(epoch, metrics)
 
-    return _finish(run, model, space, genotype, history, epoch, stopped_early, plots=plots, label=label,
+    return _finish(run, path, model, space, genotype, history, epoch, stopped_early, plots=plots, label=label,
                    progress=progress)
+
+
+def _write_epoch(run: Run, epoch: int, space: SearchSpace, model: Supernet, genotype: Genotype,
+                 metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+    """An epoch's records, in the order a kill between two of them can be resumed from: the
+    architecture weights and genotype, the metrics, then the checkpoint."""
+    run.write_json(f"alphas/epoch_{epoch:03d}.json", {
+        "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
+        "weights": model.op_weights(), "betas": None if model.betas is None else dict(model.betas.items()),
+        "edge_weights": model.edge_weights()})
+    run.append_record("genotypes.jsonl", {"epoch": epoch, "genotype": genotype.to_dict(),
+                                          "short": short_genotype(genotype)})
+    kill_point("darts.after_genotype")
+    run.log(metrics, step=epoch)
+    kill_point("darts.after_log")
+    save_checkpoint(run.path / "checkpoints" / "last.pt", checkpoint)
+    kill_point("darts.after_checkpoint")
 
 
 CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
@@ -357,10 +472,12 @@ class StepResult(NamedTuple):
 
 def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *, lr: float, grad_clip: float,
-               arch_step: bool = True, autocast: Callable[[], AbstractContextManager] = nullcontext) -> StepResult:
+               arch_step: bool = True, autocast: Callable[[], AbstractContextManager] = nullcontext,
+               net: nn.Module | None = None) -> StepResult:
     """One search step: an architecture step on ``(x_val, y_val)``, then a weight step on
     ``(x, y)``. The validation loss comes from the architecture step's own forward pass (a
-    plain forward pass when ``arch_step`` is off, during warm-up)."""
+    plain forward pass when ``arch_step`` is off, during warm-up). ``net``: what the weight
+    step calls, ``model`` or its DistributedDataParallel wrapper."""
     if arch_step:
         val_loss, val_logits = architect.step(x, y, x_val, y_val, w_lr=lr, w_optimizer=w_optimizer)
     else:
@@ -370,7 +487,7 @@ def train_step(model: Supernet, architect: Architect, w_optimizer: torch.optim.O
     w_optimizer.zero_grad(set_to_none=True)
     with frozen(model.arch_parameters()):
         with autocast():
-            logits = model(x)
+            logits = (net or model)(x)
             loss = F.cross_entropy(logits.float(), y)
         loss.backward()  # inside: recomputed edges must see the graph of the forward pass
     torch.nn.utils.clip_grad_norm_([p for group in w_optimizer.param_groups for p in group["params"]], grad_clip)
@@ -391,6 +508,13 @@ class _Meter:
         self.correct += (logits.argmax(1) == y).sum()
         self.seen += len(y)
 
+    def reduce(self, ranks: distributed.Ranks) -> None:
+        """Sum the counts over the ranks: the epoch's figures of the global batch."""
+        loss_sum, correct, self.seen = ranks.sum([float(self.loss_sum), int(self.correct), self.seen])
+        self.loss_sum.fill_(loss_sum)
+        self.correct.fill_(round(correct))
+        self.seen = round(self.seen)
+
     def loss(self) -> float:
         return float(self.loss_sum) / max(self.seen, 1)
 
@@ -398,13 +522,16 @@ class _Meter:
         return int(self.correct) / max(self.seen, 1)
 
 
-def _finish(run: Run, model: Supernet, space: SearchSpace, genotype: Genotype | None,
+def _finish(run: Run | None, path: Path, model: Supernet, space: SearchSpace, genotype: Genotype | None,
             history: list[dict[str, np.ndarray]], epochs: int, stopped_early: bool, *, plots: bool,
             label: str = "DARTS", progress: bool = False) -> DartsResult:
     weights = model.op_weights()
     edge_weights = model.edge_weights()
     if genotype is None:  # resumed a finished run: the checkpoint's weights give the same genotype
         genotype = derive_genotype(space, weights, edge_weights)
+    if run is None:  # a rank other than 0: the result without the run folder's records
+        return DartsResult(path=path, genotype=genotype, alphas=_detached(weights), edge_weights=_detached(edge_weights),
+                           epochs=epochs, stopped_early=stopped_early, rank=torch.distributed.get_rank())
     genotype.save(run.path / "genotype.json")
     if plots:
         plot_genotype(genotype, run.path / "genotype.png", space=space, title=f"{label} on {space.name}, {epochs} epochs")

@@ -8,6 +8,7 @@ from nas.config import setting
 from nas.errors import NasError
 
 COLLAPSE_REMEDIES = ("aux-skip", "early-stop", "none")
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -40,6 +41,15 @@ class DartsConfig:
         third more time. Default: on for a full supernet from a quarter of the paper's size up
         (:meth:`uses_recompute`); off with partial channels, whose activations are already
         ``K`` times smaller, and for small supernets such as the digits demo's.
+    backend: ``"local"`` (or ``None``) runs the search in this process, or data parallel in every process
+        that ``torchrun`` starts (:mod:`nas.strategies.oneshot.distributed`); ``"ray"`` starts
+        ``workers`` such processes as a Ray Train job (:mod:`nas.strategies.oneshot.ray_train`).
+        ``batch_size`` is the batch of each process.
+    sync_batch_norm: with several processes, every BatchNorm takes the statistics of the
+        global batch (the search computes what one process computes at the global batch);
+        that is two all-reduces per BatchNorm and pass, hundreds per step, which a slow
+        interconnect pays for (``results/scaling_benchmark.md``). Off: each process's own
+        batch, as plain DistributedDataParallel does.
     threads: one by default: the supernet's thousands of small ops gain little from more, and
         when other processes keep the cores busy, threads waiting for each other make a step ten
         times slower or worse. A result is reproducible for a given thread count.
@@ -77,7 +87,8 @@ class DartsConfig:
     image_size: int | None = setting(None, "square input side in pixels (default: the data set's own; 16 "
                                      "for digits, whose 8x8 scans gain nothing from 32)", min=1)
     cutout: int = setting(0, "side in pixels of the Cutout square on training images, 0 for none", min=0)
-    workers: int | None = setting(None, "data loader processes (default 0 on the CPU, 4 on a GPU)", min=0)
+    num_workers: int | None = setting(None, "data loader processes of each search process (default 0 on the CPU, "
+                                      "4 on a GPU)", min=0)
     amp: bool = setting(True, "bfloat16 mixed precision on a GPU (the CPU always runs fp32)")
     channels_last: bool = setting(True, "channels-last (NHWC) tensors (faster on the CPU and on GPUs)")
     recompute: bool | None = setting(None, "recompute every mixed op in the backward pass instead of keeping its "
@@ -85,6 +96,23 @@ class DartsConfig:
                                      "paper's batch x pixels x channels, off with partial channels)")
     threads: int = setting(1, "CPU threads (more rarely pay off for the supernet's many small ops and cost "
                            "a lot when other processes share the cores)", min=1)
+    sync_batch_norm: bool = setting(True, "several processes: BatchNorm statistics of the global batch, so the "
+                                    "search does not depend on the process count (two small all-reduces per "
+                                    "BatchNorm and pass); off: each process's own batch, as plain DDP (far fewer "
+                                    "messages; the result then depends on the process count)")
+    # several processes: torchrun needs no option (every process it starts runs one rank);
+    # these start them as Ray Train workers
+    backend: str | None = setting(None, "where the search runs. One-shot: local (default: this process, or each "
+                                  "process torchrun starts) or ray (Ray Train workers: --workers, --use-gpu, "
+                                  "--ray-address). Black-box: optuna (default: trials in this process) or ray (Ray "
+                                  "Tune trials)", choices=BACKENDS, metavar="NAME")
+    workers: int = setting(2, "backend ray: Ray Train workers, one search process each; --batch-size is per worker",
+                           min=1)
+    use_gpu: bool = setting(False, "backend ray: one GPU per worker")
+    ray_address: str | None = setting(None, "backend ray: Ray cluster to attach to (auto, host:6379 or "
+                                      "ray://host:10001; default $RAY_ADDRESS; none: start a local Ray)")
+    max_failures: int = setting(2, "backend ray: restarts of all workers from the last epoch's checkpoint when one "
+                                "fails", min=0)
 
     def check_together(self) -> None:
         """The checks that involve several fields (:func:`nas.config.check` calls it)."""

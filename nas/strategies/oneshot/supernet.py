@@ -45,6 +45,7 @@ from nas.errors import NasError
 from nas.ops import create_op
 from nas.ops.conv import FactorizedReduce, ReLUConvBN
 from nas.space import SearchSpace, load_space
+from nas.strategies.oneshot.distributed import batch_norm
 from nas.strategies.oneshot.kernels import (
     FastDepthwiseConv2d,
     depthwise_conv,
@@ -63,8 +64,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _batch_norm(x: torch.Tensor, eps: float, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Non-affine BatchNorm on batch statistics, times ``scale`` per channel when given."""
-    return F.batch_norm(x, None, None, scale, None, True, 0.0, eps)
+    """Non-affine BatchNorm on batch statistics (of the global batch in a search on several
+    processes), times ``scale`` per channel when given."""
+    return batch_norm(x, None, None, scale, None, training=True, momentum=0.0, eps=eps)
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
