@@ -114,7 +114,7 @@ def latency(args: argparse.Namespace, world: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--label", required=True, help="name of this machine's figures in results/")
+    parser.add_argument("--label", help="name of this machine's figures in results/ (required)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--gpus", default=None, help="cuda: comma-separated process counts (default 1..all GPUs)")
     parser.add_argument("--processes", type=int, default=2, help="cpu: the data parallel process count (default 2)")
@@ -131,6 +131,8 @@ def main() -> None:
     if args.probe_latency:
         probe_latency()
         return
+    if not args.label:
+        parser.error("--label is required: the name of this machine's figures in results/")
     if args.device == "cuda":
         import torch
 
@@ -140,6 +142,8 @@ def main() -> None:
     else:
         counts = [args.processes]
 
+    latencies = {str(world): latency(args, world) for world in counts if world > 1}
+    print(f"all-reduce latency of 64 floats, by process count: {latencies} us", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -170,7 +174,6 @@ def main() -> None:
                              "communication_share": max(0.0, (parallel - independent) / parallel)})
     setting = {k: getattr(args, k) for k in ("device", "space", "dataset", "batch_size", "init_channels", "layers",
                                               "steps", "threads", "rounds")}
-    latencies = {str(world): latency(args, world) for world in counts if world > 1}
     entry = {"setting": setting, "rows": rows, "allreduce_latency_us": latencies, "machine": platform.processor() or platform.machine(),
              "cpus": os.cpu_count()}
     for row in rows:
