@@ -136,3 +136,19 @@ def test_a_restarted_ray_train_search_takes_the_newer_checkpoint(tmp_path: Path)
     torch.save({"epoch": 1}, own)
     _take_newer(reported, own)
     assert torch.load(own, weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.parametrize("workers, threads, gpu, message", [
+    (3, 1, False, "3 workers of 1 CPU thread(s) need 3 CPUs; the Ray cluster has 2"),
+    (2, 2, False, "2 workers of 2 CPU thread(s) need 4 CPUs"),
+    (2, 1, True, "--use-gpu gives each of 2 workers a GPU; the Ray cluster has 1"),
+])
+def test_ray_train_workers_the_cluster_cannot_hold_are_refused(workers, threads, gpu, message) -> None:
+    from nas.errors import NasError
+    from nas.strategies.oneshot.ray_train import _check_resources
+    from nas.strategies.oneshot.settings import DartsConfig
+
+    config = DartsConfig(backend="ray", workers=workers, threads=threads, use_gpu=gpu)
+    with pytest.raises(NasError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _check_resources({"CPU": 2.0, "GPU": 1.0}, workers, config)
+    _check_resources({"CPU": 8.0, "GPU": 8.0}, workers, config)  # room enough: no error

@@ -58,12 +58,6 @@ def search_ray_train(space: Any, dataset: str | DatasetInfo = "digits", *, confi
     config = setup.config
     if config.use_gpu and device == "cpu":
         raise NasError("--use-gpu gives every worker a GPU; drop --device cpu (or drop --use-gpu)")
-    if resume is not None:
-        path = Path(resume)
-    else:
-        params = sum(p.numel() for p in setup.supernet().weight_parameters())
-        path = setup.create_run(out, world=world, device="cuda" if config.use_gpu else "cpu", supernet_params=params)
-
     try:
         import ray
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -74,6 +68,13 @@ def search_ray_train(space: Any, dataset: str | DatasetInfo = "digits", *, confi
 
     connection = connect_ray(config.ray_address)
     try:
+        _check_resources(ray.cluster_resources(), world, config)
+        if resume is not None:
+            path = Path(resume)
+        else:
+            params = sum(p.numel() for p in setup.supernet().weight_parameters())
+            path = setup.create_run(out, world=world, device="cuda" if config.use_gpu else "cpu",
+                                    supernet_params=params)
         if progress:
             print(connection.instructions(), flush=True)
             print(f"Ray Train: {world} workers{' with a GPU each' if config.use_gpu else ''}, batch "
@@ -102,6 +103,18 @@ def search_ray_train(space: Any, dataset: str | DatasetInfo = "digits", *, confi
         if connection.started_here:
             ray.shutdown()
     return _result(path)
+
+
+def _check_resources(resources: dict[str, float], world: int, config: DartsConfig) -> None:
+    """A one-line error for workers the cluster cannot hold at once (Ray Train would wait for
+    them for ever)."""
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if world * config.threads > cpus:
+        raise NasError(f"{world} workers of {config.threads} CPU thread(s) need {world * config.threads} CPUs; the Ray "
+                       f"cluster has {cpus:g}: lower --workers (or --threads), or add nodes")
+    if config.use_gpu and world > gpus:
+        raise NasError(f"--use-gpu gives each of {world} workers a GPU; the Ray cluster has {gpus:g}: lower "
+                       "--workers, or drop --use-gpu")
 
 
 def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
