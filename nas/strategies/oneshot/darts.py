@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.strategies.base import SearchData, Strategy, register_strategy
-from nas.strategies.oneshot.settings import DartsConfig
+from nas.strategies.oneshot.settings import DartsConfig, ray_train_workers
 
 
 @register_strategy
@@ -53,8 +53,4 @@ def _on_ray_train(settings: DartsConfig | None, resume: str | Path | None) -> bo
     from nas.run import Run
     from nas.strategies.oneshot.distributed import launched_world
 
-    if launched_world() > 1:
-        return False
-    saved = Run.open(resume).config
-    own = saved.get(saved.get("strategy", ""))
-    return isinstance(own, dict) and own.get("backend") == "ray"
+    return launched_world() == 1 and ray_train_workers(Run.open(resume).config) is not None

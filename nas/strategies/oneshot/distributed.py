@@ -51,7 +51,6 @@ class Ranks:
 
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
     started_here: bool = False  # this module created the process group (and ends it)
 
     @property
@@ -141,22 +140,19 @@ def setup(device: str = "auto") -> tuple[Ranks, torch.device]:
     """This process's :class:`Ranks` and device. Under ``torchrun`` the process group is
     created here (NCCL with one GPU per local rank, else gloo); under Ray Train it exists
     already; otherwise the search runs alone."""
+    dev = resolve_device(device)
     if dist.is_available() and dist.is_initialized():
         started = False
     elif launched_world() > 1:
         if not dist.is_available():
             raise NasError("this PyTorch has no torch.distributed; run the search in one process")
-        dev = resolve_device(device)
-        backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
         started = True
     else:
-        return Ranks(), resolve_device(device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    ranks = Ranks(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, started_here=started)
-    dev = resolve_device(device)
+        return Ranks(), dev
+    ranks = Ranks(rank=dist.get_rank(), world=dist.get_world_size(), started_here=started)
     if dev.type == "cuda":
         if dist.get_backend() != "nccl":
             raise NasError("the process group is not NCCL, so its ranks cannot average CUDA tensors; "

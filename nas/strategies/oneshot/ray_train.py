@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from nas.checkpoint import copy_checkpoint, read_weights_only
 from nas.data import DatasetInfo
 from nas.errors import NasError
 from nas.faults import kill_point
@@ -29,7 +30,7 @@ from nas.genotype import Genotype
 from nas.run import Run
 from nas.strategies.oneshot import distributed
 from nas.strategies.oneshot.search import DartsResult, prepare, search_darts
-from nas.strategies.oneshot.settings import DartsConfig
+from nas.strategies.oneshot.settings import DartsConfig, ray_train_workers
 
 CHECKPOINT = "last.pt"
 
@@ -45,9 +46,7 @@ def search_ray_train(space: Any, dataset: str | DatasetInfo = "digits", *, confi
     if distributed.launched_world() > 1:
         raise NasError("--backend ray starts its own worker processes; run it without torchrun")
     if resume is not None:
-        saved = Run.open(resume).config
-        settings = saved.get(saved.get("strategy", ""), {})
-        world = settings.get("workers") if isinstance(settings, dict) and settings.get("backend") == "ray" else None
+        world = ray_train_workers(Run.open(resume).config)
         if world is None:
             raise NasError(f"{resume} is not a Ray Train search; resume it with `nas search --resume {resume}` "
                            "(under torchrun when it was searched on several processes)")
@@ -154,7 +153,9 @@ def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch(checkpoint: Path) -> int:
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) if checkpoint.is_file() else -1
+    if not checkpoint.is_file():
+        return -1
+    return int(read_weights_only(checkpoint, remedy="start a new search")["epoch"])
 
 
 def _take_newer(reported: Path, own: Path) -> None:
@@ -162,8 +163,7 @@ def _take_newer(reported: Path, own: Path) -> None:
     is of a later epoch (written just before a worker died, before Ray Train registered it)."""
     if _epoch(reported) > _epoch(own):
         own.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(reported, own.with_suffix(".tmp"))
-        own.with_suffix(".tmp").replace(own)
+        copy_checkpoint(reported, own)
 
 
 def _result(path: Path) -> DartsResult:

@@ -393,7 +393,7 @@ def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supern
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         if run is not None:
-            _write_epoch(run, epoch, space, model, genotype, metrics, {
+            _write_epoch(run, epoch, space, model, weights, edge_weights, genotype, metrics, {
                 "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
                 "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
@@ -413,14 +413,15 @@ def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supern
                    progress=progress)
 
 
-def _write_epoch(run: Run, epoch: int, space: SearchSpace, model: Supernet, genotype: Genotype,
-                 metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+def _write_epoch(run: Run, epoch: int, space: SearchSpace, model: Supernet, weights: dict[str, torch.Tensor],
+                 edge_weights: dict[str, torch.Tensor] | None, genotype: Genotype, metrics: dict[str, Any],
+                 checkpoint: dict[str, Any]) -> None:
     """An epoch's records, in the order a kill between two of them can be resumed from: the
     architecture weights and genotype, the metrics, then the checkpoint."""
     run.write_json(f"alphas/epoch_{epoch:03d}.json", {
         "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
-        "weights": model.op_weights(), "betas": None if model.betas is None else dict(model.betas.items()),
-        "edge_weights": model.edge_weights()})
+        "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
+        "edge_weights": edge_weights})
     run.append_record("genotypes.jsonl", {"epoch": epoch, "genotype": genotype.to_dict(),
                                           "short": short_genotype(genotype)})
     kill_point("darts.after_genotype")

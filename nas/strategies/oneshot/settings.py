@@ -167,3 +167,10 @@ class GdasConfig(DartsConfig):
             return self.tau_max
         done = epoch / (self.epochs - 1)
         return self.tau_max * (1 - done) + self.tau_min * done  # exactly tau_min at the end
+
+
+def ray_train_workers(saved: dict) -> int | None:
+    """The Ray Train workers a one-shot run's ``config.json`` (``saved``) records; ``None`` for a
+    run not made with ``--backend ray``."""
+    own = saved.get(saved.get("strategy", ""))
+    return own.get("workers") if isinstance(own, dict) and own.get("backend") == "ray" else None
