@@ -11,6 +11,8 @@ Typical use::
     shot = artifact_dir() / "board.png"
     text = page_text(url, expect=["trial-0000"], screenshot=shot)
     assert_visible(text, ["trial-0000"], screenshot=shot)
+
+Several pages in a row share one browser with ``with Browser() as browser: browser.page_text(...)``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,6 +145,119 @@ def assert_visible(text: str, expect: Sequence[str], *, screenshot: Path | None 
     assert not missing(text, expect), failure_message(text, expect, screenshot)
 
 
+class Browser:
+    """One headless Chromium (fresh profile in a temporary folder) for several pages in a row.
+
+    ``with Browser() as browser: browser.page_text(...)`` loads each page in the same tab, so a
+    single-page app moving between routes of one server starts only once; :func:`page_text`
+    is the same for one page.
+    """
+
+    def __enter__(self) -> Self:
+        from playwright.sync_api import sync_playwright
+
+        executable = chromium()
+        if executable is None:
+            raise RuntimeError(f"no Chromium found ({INSTALL_HINT})")
+        self._profile = tempfile.TemporaryDirectory(prefix="nas-chromium-")
+        self._playwright = sync_playwright().start()
+        try:
+            self.context = self._playwright.chromium.launch_persistent_context(
+                self._profile.name,
+                executable_path=executable,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
+            )
+            self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        except BaseException:
+            self._playwright.stop()
+            self._profile.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.context.close()
+        finally:
+            self._playwright.stop()
+            self._profile.cleanup()
+
+    def page_text(
+        self,
+        url: str,
+        *,
+        expect: Sequence[str],
+        cookies: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        screenshot: Path,
+        timeout_s: float = 60,
+        navigate: Callable[[Any], None] | None = None,
+        reload_s: float = 10,
+    ) -> str:
+        """See :func:`page_text`."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        page = self.page
+        screenshot = Path(screenshot)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        text = ""
+        loaded = False
+        last_error: str | None = None
+
+        def failed(error: Exception) -> str:
+            return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+        def load() -> bool:
+            nonlocal last_error
+            remaining_ms = max(1000.0, (deadline - time.monotonic()) * 1000)
+            try:
+                page.goto(url, wait_until="domcontentloaded", timeout=remaining_ms)
+                if navigate is not None:
+                    navigate(page)
+            except PlaywrightError as error:
+                last_error = failed(error)
+                return False
+            return True
+
+        try:
+            if cookies:
+                self.context.add_cookies(cookies)
+            if headers:
+                self.context.set_extra_http_headers(headers)
+            while True:
+                loaded_at = time.monotonic()
+                if load():
+                    loaded = True
+                    while True:
+                        try:
+                            text = page.evaluate(_VISIBLE_TEXT_JS)
+                        except PlaywrightError as error:  # the page navigated meanwhile
+                            last_error = failed(error)
+                        if not missing(text, expect) or time.monotonic() >= deadline:
+                            break
+                        if time.monotonic() - loaded_at >= reload_s:
+                            break
+                        page.wait_for_timeout(250)
+                if not missing(text, expect) or time.monotonic() >= deadline:
+                    break
+                if not loaded:
+                    time.sleep(0.5)
+        finally:
+            try:
+                page.screenshot(path=str(screenshot), full_page=True)
+            except PlaywrightError as error:  # the screenshot must not hide the result
+                last_error = last_error or f"screenshot failed: {failed(error)}"
+
+        if not loaded:
+            raise AssertionError(
+                f"could not load {url} within {timeout_s:g} s: {last_error}\n"
+                f"screenshot: {screenshot}"
+            )
+        return text
+
+
 def page_text(
     url: str,
     *,
@@ -162,82 +280,22 @@ def page_text(
       ``[{"name": "ray-authentication-token", "value": token, "url": "http://127.0.0.1:8265"}]``.
     - ``headers``: extra HTTP headers sent with every request.
     - ``navigate``: called with the Playwright page after each load of ``url`` (clicks, a
-      route of a single-page app); its errors are retried like a failed load.
+      route of a single-page app); its Playwright errors are retried like a failed load.
     - Every ``reload_s`` seconds without all of ``expect``, the page is loaded again (a
       single-page app may have rendered before its data arrived).
 
+    The text is the body's innerText followed by the visible text inside open shadow roots.
     Raises AssertionError (with the last error and the screenshot path) only when the page
-    could not be loaded at all before the timeout.
+    could not be loaded at all before the timeout. Several pages in a row: :class:`Browser`.
     """
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium()
-    if executable is None:
-        raise RuntimeError(f"no Chromium found ({INSTALL_HINT})")
-    screenshot = Path(screenshot)
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    loaded = False
-    last_error: str | None = None
-
-    with tempfile.TemporaryDirectory(prefix="nas-chromium-") as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
+    with Browser() as browser:
+        return browser.page_text(
+            url,
+            expect=expect,
+            cookies=cookies,
+            headers=headers,
+            screenshot=screenshot,
+            timeout_s=timeout_s,
+            navigate=navigate,
+            reload_s=reload_s,
         )
-        page = None
-        try:
-            if cookies:
-                context.add_cookies(cookies)
-            if headers:
-                context.set_extra_http_headers(headers)
-            page = context.pages[0] if context.pages else context.new_page()
-
-            def load() -> bool:
-                nonlocal last_error
-                remaining_ms = max(1000.0, (deadline - time.monotonic()) * 1000)
-                try:
-                    page.goto(url, wait_until="domcontentloaded", timeout=remaining_ms)
-                    if navigate is not None:
-                        navigate(page)
-                except PlaywrightError as error:
-                    last_error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-                    return False
-                return True
-
-            while True:
-                loaded_at = time.monotonic()
-                if load():
-                    loaded = True
-                    while True:
-                        try:
-                            text = page.evaluate(_VISIBLE_TEXT_JS)
-                        except PlaywrightError as error:  # the page navigated meanwhile
-                            last_error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-                        if not missing(text, expect) or time.monotonic() >= deadline:
-                            break
-                        if time.monotonic() - loaded_at >= reload_s:
-                            break
-                        page.wait_for_timeout(250)
-                if not missing(text, expect) or time.monotonic() >= deadline:
-                    break
-                if not loaded:
-                    time.sleep(0.5)
-        finally:
-            try:
-                if page is not None:
-                    page.screenshot(path=str(screenshot), full_page=True)
-            except PlaywrightError as error:  # the screenshot must not hide the result
-                last_error = last_error or f"screenshot failed: {error}"
-            context.close()
-
-    if not loaded:
-        raise AssertionError(
-            f"could not load {url} within {timeout_s:g} s: {last_error}\nscreenshot: {screenshot}"
-        )
-    return text
