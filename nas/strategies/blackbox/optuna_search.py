@@ -6,6 +6,13 @@ study lives in ``study.db`` (SQLite) inside the run folder unless another databa
 given, so a search stopped at any moment continues with ``resume=RUN`` and several processes
 given the same URL and study name search one study together.
 
+What the study shows in optuna-dashboard: its values are named after the objectives
+(``study.metric_names``, e.g. ``val_acc``), and every trial carries, from before its evaluation
+on, the user attributes ``short`` (the genotype in one line: the arch string of nb201,
+``op~src`` lists otherwise), ``genotype`` (the genotype as a dict), ``run`` and ``worker``; once
+evaluated also ``metrics``, or ``fail_reason``. TensorBoard shows each trial as a run of its own
+(:class:`~nas.strategies.blackbox.board.TrialBoard`, ``RUN/tensorboard/``).
+
 >>> from nas.evaluators import evaluator_from_config
 >>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
 >>> result = search_blackbox("nb201", table, strategy="evolution",
@@ -13,7 +20,7 @@ given the same URL and study name search one study together.
 >>> result.genotype, result.metrics["test_acc"]  # doctest: +SKIP
 
 Reusable pieces (the Ray Tune backend builds on them): :func:`make_sampler`,
-:func:`make_pruner`, :func:`objective_directions`, :func:`make_objective`.
+:func:`make_pruner`, :func:`objective_directions`, :func:`make_objective`, :func:`name_metrics`.
 """
 from __future__ import annotations
 
@@ -26,9 +33,10 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import optuna
 import torch
@@ -41,6 +49,7 @@ from nas.faults import kill_point
 from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
+from nas.strategies.blackbox.board import TrialBoard
 from nas.strategies.blackbox.evolution import (
     RegularizedEvolutionSampler,
     genotype_mutation,
@@ -179,10 +188,29 @@ def trial_genotype(trial: FrozenTrial, space: SearchSpace) -> Genotype:
     return params_to_genotype(trial.params, space)
 
 
+def name_metrics(study: optuna.Study, objectives: Sequence[str]) -> None:
+    """Name the study's values after ``objectives`` (optuna-dashboard then shows ``val_acc``, not
+    ``Objective 0``); a study whose values already carry other names is a :class:`NasError`."""
+    names = list(objectives)
+    if study.metric_names == names:
+        return
+    if study.metric_names is not None:
+        raise NasError(f"study {study.study_name!r} optimises {','.join(study.metric_names)}, not "
+                       f"{','.join(names)}; pass another --study-name")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
+
+
 def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequence[str], *,
-                   workdir: Path | None = None,
-                   trial_attrs: dict[str, Any] | None = None) -> Callable[[optuna.Trial], Any]:
+                   workdir: Path | None = None, trial_attrs: dict[str, Any] | None = None,
+                   board: TrialBoard | None = None) -> Callable[[optuna.Trial], Any]:
     """The Optuna objective: sample a genotype, evaluate it, return the objective value(s).
+
+    Before the evaluation the trial gets ``trial_attrs`` and the user attributes ``genotype``
+    (a dict) and ``short`` (:func:`~nas.strategies.blackbox.sampling.short_form`), also when it
+    was enqueued or is a requeued rerun; with a ``board``, the trial (re)starts its TensorBoard
+    run and every per-epoch report goes to it.
 
     A failing evaluation (an exception, a NaN metric, CUDA running out of memory) marks the
     trial FAIL with its reason in the user attribute ``fail_reason`` and the search goes on;
@@ -199,8 +227,12 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
         genotype = suggest_genotype(trial, space)
         trial.set_user_attr("genotype", genotype.to_dict())
         trial.set_user_attr("short", short_form(genotype))
+        if board is not None:
+            board.start(trial.number, genotype)  # a requeued trial starts over: its earlier points go
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
+            if board is not None:
+                board.epoch(trial.number, epoch, metrics)
             value = metrics.get(objectives[0])
             if len(objectives) != 1 or not isinstance(value, (int, float)) or not math.isfinite(value):
                 return  # Optuna prunes single-objective studies only
@@ -219,7 +251,7 @@ def make_objective(space: SearchSpace, evaluator: Evaluator, objectives: Sequenc
         except NasError as exc:
             trial.set_user_attr("fail_reason", f"NasError: {exc}")
             raise
-        except Exception as exc:  # the search goes on; the reason stays with the trial
+        except Exception as exc:  # noqa: BLE001 - the search goes on; the reason stays with the trial
             if isinstance(exc, torch.OutOfMemoryError):
                 torch.cuda.empty_cache()  # the next trial gets the memory this one held
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
@@ -260,7 +292,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
                                                      heartbeat_interval=HEARTBEAT_INTERVAL_S,
                                                      grace_period=HEARTBEAT_GRACE_S)
             break
-        except Exception as exc:  # SQLAlchemy's errors differ per database
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors differ per database
             if type(exc).__name__ in ("IntegrityError", "OperationalError") and attempt < 4:
                 # workers that start together race to create the tables: the loser retries
                 time.sleep(0.2 * (attempt + 1))
@@ -428,7 +460,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
     sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2).
 
     Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
-    trial, as it finishes) and at the end what :func:`~nas.strategies.blackbox.results.write_results`
+    trial, as it finishes), ``tensorboard/`` (a run per trial and ``search``, see
+    :mod:`nas.strategies.blackbox.board`) and at the end what :func:`~nas.strategies.blackbox.results.write_results`
     writes for every backend (``trials.csv``, ``genotype.json`` + ``best.json``, the Pareto set, plots).
     """
     space = load_space(space)
@@ -497,6 +530,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                                       else optuna.study.StudyDirection.MINIMIZE for d in directions]:
             raise NasError(f"study {study_name!r} in {url} optimises other objectives; "
                            "pass another --study-name")
+        name_metrics(probe, objectives)
         interrupted = requeue_interrupted_trials(probe, study_storage)
         register_worker(probe, run_id)
         done = len(counted_trials(probe, run_id))
@@ -508,7 +542,9 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
         enqueue_once(study, run_id, list(zip(config.get("enqueue", []), config.get("enqueue_params", []))))
-        repair_trial_log(run, study, run_id)
+        board = TrialBoard(run.path, objectives, directions, **board_progress(
+            study, run_id, objectives[0], directions[0], logged=run.read_records("metrics.jsonl")))
+        repair_trial_log(run, study, run_id, board=board)
         remaining = max(0, trials - done)
         if progress:
             what = f"resuming {run.path}: {done} of {trials} trials done" if resume else f"run folder {run.path}"
@@ -518,8 +554,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                 print(f"trials {', '.join(map(str, interrupted))} were left running by a stopped process: "
                       "they run again")
         objective = make_objective(space, evaluator, objectives, workdir=run.path / "trials",
-                                   trial_attrs={"run": run_id, "worker": _worker_id()})
-        logger = _TrialLogger(run, objectives, directions, progress=progress)
+                                   trial_attrs={"run": run_id, "worker": _worker_id()}, board=board)
+        logger = _TrialLogger(run, objectives, directions, progress=progress, board=board)
         try:
             study.optimize(objective, n_trials=remaining, callbacks=[logger], gc_after_trial=False)
         except KeyboardInterrupt:
@@ -528,6 +564,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             raise
         finally:
             result = write_outputs(run, study, space, objectives)
+            board.close()
             run.close()
         if progress:
             _print_summary(result, objectives)
@@ -568,10 +605,24 @@ def _directions(study: optuna.Study) -> list[str]:
     return ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
 
 
-def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
+def board_progress(study: optuna.Study, run_id: str, objective: str, direction: str, *,
+                   logged: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a resumed run's :class:`TrialBoard` continues from: ``finished``, the trials of run
+    ``run_id`` that were logged (``logged``: the records of ``metrics.jsonl``), and ``best``,
+    the best ``objective`` among those that ran to the end."""
+    numbers = {record.get("trial") for record in logged}
+    trials = [t for t in counted_trials(study, run_id) if t.number in numbers]
+    values = [float(t.user_attrs["metrics"][objective]) for t in trials if t.state == TrialState.COMPLETE
+              and finite(t.user_attrs.get("metrics", {}).get(objective))]
+    best = (max if direction == "maximize" else min)(values) if values else None
+    return {"finished": len(trials), "best": best}
+
+
+def repair_trial_log(run: Run, study: optuna.Study, run_id: str, *, board: TrialBoard | None = None) -> list[int]:
     """Make ``metrics.jsonl`` hold every finished trial of this run once: drop a line a kill
     tore and repeated trials, and add the trials that finished in the study but were never
-    logged (killed between telling the study and logging). Returns the trial numbers added."""
+    logged (killed between telling the study and logging), also to ``board``. Returns the trial
+    numbers added."""
     path = run.path / "metrics.jsonl"
     text = path.read_bytes() if path.exists() else b""
     kept: dict[int, dict[str, Any]] = {}
@@ -585,8 +636,16 @@ def repair_trial_log(run: Run, study: optuna.Study, run_id: str) -> list[int]:
     run.write_records("metrics.jsonl", list(kept.values()))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     for trial in sorted(missing, key=lambda t: t.number):
-        run.log(trial_log_record(trial, complete, _directions(study)), step=trial.number)
+        run.log(trial_log_record(trial, complete, _directions(study)))
+        if board is not None:
+            _end_on_board(board, trial)
     return [t.number for t in missing]
+
+
+def _end_on_board(board: TrialBoard, trial: FrozenTrial) -> None:
+    genotype = trial.user_attrs.get("genotype")
+    board.end(trial.number, _STATUS[trial.state], trial.user_attrs.get("metrics", {}),
+              Genotype.from_dict(genotype, source=f"trial {trial.number}") if genotype is not None else None)
 
 
 def enqueue_item(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[str, Any]]:
@@ -600,13 +659,16 @@ def enqueue_item(item: str | Genotype, space: SearchSpace) -> tuple[str, dict[st
 
 
 class _TrialLogger:
-    """Optuna callback: one ``metrics.jsonl`` record and one printed line per finished trial."""
+    """Optuna callback: one ``metrics.jsonl`` record and one printed line per finished trial,
+    and its end on the TensorBoard ``board``."""
 
-    def __init__(self, run: Run, objectives: Sequence[str], directions: Sequence[str], *, progress: bool) -> None:
+    def __init__(self, run: Run, objectives: Sequence[str], directions: Sequence[str], *, progress: bool,
+                 board: TrialBoard | None = None) -> None:
         self.run = run
         self.objectives = list(objectives)
         self.directions = list(directions)
         self.progress = progress
+        self.board = board
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         kill_point("blackbox.after_tell")
@@ -621,7 +683,9 @@ class _TrialLogger:
                     self.run.write_json("genotype.json", best.user_attrs.get("genotype"))
         else:
             best_text = f"pareto front {record['pareto_size']}" if "pareto_size" in record else ""
-        self.run.log(record, step=trial.number)
+        self.run.log(record)
+        if self.board is not None:
+            _end_on_board(self.board, trial)
         kill_point("blackbox.after_log")
         if self.progress:
             metrics = trial.user_attrs.get("metrics", {})
