@@ -195,7 +195,7 @@ class Run:
 
     @classmethod
     def create(cls, kind: str, config: dict[str, Any], *, out: str | Path | None = None,
-               name: str | None = None, overwrite: bool | None = None) -> "Run":
+               name: str | None = None, overwrite: bool | None = None) -> Run:
         """Make ``out`` (which must not exist or be empty) or a fresh ``runs/<kind>-<name>-<time>``
         folder. ``overwrite`` (``None``: :func:`may_overwrite`) lets a new run take the folder of an
         earlier one: it replaces the files :data:`REPLACED_ON_OVERWRITE` and those it writes itself,
@@ -228,7 +228,7 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: str | Path, *, kinds: Iterable[str] | None = None, what: str = "") -> "Run":
+    def open(cls, path: str | Path, *, kinds: Iterable[str] | None = None, what: str = "") -> Run:
         """Reopen the run folder ``path`` to resume or read it; its ``config.json`` is checked
         (:func:`read_config`), and with ``kinds`` its kind too (``what`` says what was expected and
         what to do: "a `nas train` run; pass one of those")."""
@@ -311,11 +311,14 @@ class Run:
         self.write_records(name, records)
         return records
 
-    def tensorboard(self):
+    def tensorboard(self, *, purge_step: int | None = None):
+        """The run's ``SummaryWriter`` (``tensorboard/``), opened on first use; ``purge_step``: the
+        step the run (re)starts at. Open it so in a new run and on every resume: TensorBoard then
+        hides what a stopped run logged from that step on (it ignores a run's first such mark)."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.path / "tensorboard"))
+            self._writer = SummaryWriter(str(self.path / "tensorboard"), purge_step=purge_step)
         return self._writer
 
     def close(self) -> None:

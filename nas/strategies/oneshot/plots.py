@@ -1,4 +1,5 @@
-"""PNG plots of a DARTS search: architecture-weight heatmaps and their course over epochs."""
+"""Plots of a DARTS search: architecture-weight heatmaps (PNG files, TensorBoard images) and
+their course over epochs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from nas.io import atomic_save
@@ -22,13 +24,25 @@ def edge_labels(space: SearchSpace) -> list[str]:
 
 def plot_alphas(weights: dict[str, np.ndarray], space: SearchSpace, path: str | Path, *, title: str | None = None,
                 edge_weights: dict[str, np.ndarray] | None = None) -> Path:
+    """Heatmaps of softmaxed architecture weights (:func:`alpha_figure`) as a PNG file."""
+    path = Path(path)
+    fig = alpha_figure(weights, space, title=title, edge_weights=edge_weights)
+    try:
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def alpha_figure(weights: dict[str, np.ndarray], space: SearchSpace, *, title: str | None = None,
+                 edge_weights: dict[str, np.ndarray] | None = None) -> Figure:
     """Heatmaps of softmaxed architecture weights: one subplot per cell type, ops x edges.
 
     The colours span each cell's own range of weights, so the early differences of a short
     search (all weights near ``1 / num_ops``) stay visible; white squares mark each edge's
     strongest op. With edge-normalisation weights, the column labels carry them (``0>2 0.41``).
+    The caller closes the figure.
     """
-    path = Path(path)
     names = list(weights)
     num_edges, num_ops = np.asarray(weights[names[0]]).shape
     fig, axes = plt.subplots(1, len(names), figsize=(max(5.0, 0.42 * num_edges + 2.5) * len(names),
@@ -50,11 +64,7 @@ def plot_alphas(weights: dict[str, np.ndarray], space: SearchSpace, path: str | 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    try:
-        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
 def plot_alpha_history(history: Sequence[dict[str, np.ndarray]], space: SearchSpace, path: str | Path) -> Path:

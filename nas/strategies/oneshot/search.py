@@ -17,7 +17,10 @@ Run folder::
                                       weight steps, validation loss/accuracy from the
                                       architecture steps' forward passes (batch statistics:
                                       early in a search the running BatchNorm statistics lag
-                                      far behind the quickly changing weights)
+                                      far behind the quickly changing weights); TensorBoard
+                                      also gets per epoch histograms of the raw alphas (and
+                                      betas), the genotype as text and, with plots, a heatmap
+                                      of softmax(alpha) per cell type
     genotypes.jsonl                   the genotype derived after each epoch
     alphas/epoch_NNN.json             raw and softmaxed architecture weights per epoch
     checkpoints/last.pt               weights, alphas, optimisers, scheduler, RNG states (and
@@ -60,7 +63,7 @@ from nas.strategies.oneshot.derive import (
     derive_genotype,
     short_genotype,
 )
-from nas.strategies.oneshot.plots import plot_alpha_history, plot_alphas
+from nas.strategies.oneshot.plots import alpha_figure, plot_alpha_history, plot_alphas
 from nas.strategies.oneshot.settings import DartsConfig, GdasConfig
 from nas.strategies.oneshot.supernet import Supernet
 from nas.viz import plot_genotype
@@ -339,6 +342,9 @@ def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supern
         # each epoch once, by its epoch field: a killed search may have logged epochs after its checkpoint
         run.trim_epochs("metrics.jsonl", start_epoch)
         run.trim_epochs("genotypes.jsonl", start_epoch)
+        # every opening marks the step it starts at: on a resume, TensorBoard then hides what the
+        # killed search logged after its checkpoint (the first such mark of a run purges nothing)
+        run.tensorboard(purge_step=start_epoch + 1)
 
     genotype = None
     metrics: dict[str, Any] = {}
@@ -393,7 +399,7 @@ def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supern
                    "skip_connects": skips, "epoch_time_s": time.perf_counter() - started,
                    "genotype": short_genotype(genotype)}
         if run is not None:
-            _write_epoch(run, epoch, space, model, weights, edge_weights, genotype, metrics, {
+            _write_epoch(run, epoch, space, model, weights, edge_weights, genotype, metrics, images=plots, checkpoint={
                 "epoch": epoch, "stopped_early": stopped_early, "model": model.state_dict(),
                 "w_optimizer": w_optimizer.state_dict(), "arch_optimizer": architect.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(cuda=torch.cuda.is_available()),
@@ -414,10 +420,11 @@ def _search(run: Run | None, path: Path, ranks: distributed.Ranks, model: Supern
 
 
 def _write_epoch(run: Run, epoch: int, space: SearchSpace, model: Supernet, weights: dict[str, torch.Tensor],
-                 edge_weights: dict[str, torch.Tensor] | None, genotype: Genotype, metrics: dict[str, Any],
-                 checkpoint: dict[str, Any]) -> None:
+                 edge_weights: dict[str, torch.Tensor] | None, genotype: Genotype, metrics: dict[str, Any], *,
+                 images: bool, checkpoint: dict[str, Any]) -> None:
     """An epoch's records, in the order a kill between two of them can be resumed from: the
-    architecture weights and genotype, the metrics, then the checkpoint."""
+    architecture weights and genotype, the metrics (and the architecture in TensorBoard, with
+    heatmap ``images``), then the checkpoint."""
     run.write_json(f"alphas/epoch_{epoch:03d}.json", {
         "epoch": epoch, "ops": list(space.ops), "alphas": {k: a for k, a in model.alphas.items()},
         "weights": weights, "betas": None if model.betas is None else dict(model.betas.items()),
@@ -426,9 +433,30 @@ def _write_epoch(run: Run, epoch: int, space: SearchSpace, model: Supernet, weig
                                           "short": short_genotype(genotype)})
     kill_point("darts.after_genotype")
     run.log(metrics, step=epoch)
+    _board_architecture(run, epoch, space, model, weights, edge_weights, genotype, images=images)
     kill_point("darts.after_log")
     save_checkpoint(run.path / "checkpoints" / "last.pt", checkpoint)
     kill_point("darts.after_checkpoint")
+
+
+def _board_architecture(run: Run, epoch: int, space: SearchSpace, model: Supernet, weights: dict[str, torch.Tensor],
+                        edge_weights: dict[str, torch.Tensor] | None, genotype: Genotype, *, images: bool) -> None:
+    """The architecture after ``epoch`` in TensorBoard: histograms of the raw alphas (and betas)
+    per cell type, the derived genotype as text, and with ``images`` a heatmap of softmax(alpha)
+    per cell type (``alphas/normal``, ...)."""
+    writer = run.tensorboard()
+    for name, alpha in model.alphas.items():
+        writer.add_histogram(f"alpha/{name}", alpha.detach().float().cpu(), epoch)
+    for name, beta in (model.betas.items() if model.betas is not None else ()):
+        writer.add_histogram(f"beta/{name}", beta.detach().float().cpu(), epoch)
+    writer.add_text("genotype", short_genotype(genotype), epoch)
+    if images:
+        softmax, edges = _as_numpy(weights), _as_numpy(edge_weights)
+        for name in softmax:
+            figure = alpha_figure({name: softmax[name]}, space, edge_weights=None if edges is None else
+                                  {name: edges[name]}, title=f"epoch {epoch}")
+            writer.add_figure(f"alphas/{name}", figure, epoch)  # closes the figure
+    writer.flush()
 
 
 CHECKPOINT_KEYS = ("epoch", "stopped_early", "model", "w_optimizer", "arch_optimizer", "scheduler", "rng", "history")
