@@ -21,6 +21,13 @@ class NasError(ValueError):
         super().__init__(message)
 
 
+class EchoedError(NasError):
+    """An error another process of the same search has printed already (rank 0 of a data-parallel
+    search, or the Ray job that ran the search): the ``nas`` command exits with 2 and prints nothing."""
+
+    quiet = True
+
+
 class TrialDiverged(RuntimeError):
     """Training produced a NaN or infinite loss (any task): a search records the trial as
     failed and goes on; a single run stops with this message."""

@@ -17,12 +17,17 @@ Several pages in a row share one browser with ``with Browser() as browser: brows
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -299,3 +304,37 @@ def page_text(
             navigate=navigate,
             reload_s=reload_s,
         )
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path, runs: Sequence[str], *, log: Path, timeout_s: float = 60) -> Iterator[str]:
+    """The venv's TensorBoard over ``logdir`` on a free loopback port, once it lists ``runs``;
+    yields its URL and always stops it."""
+    port = free_port()
+    exe = Path(sys.executable).parent / "tensorboard"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(exe), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"tensorboard exited with {proc.returncode}: {Path(log).read_text()[-2000:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/data/runs", timeout=5) as response:
+                        if set(runs) <= set(json.load(response)):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"tensorboard did not list the runs {list(runs)} within {timeout_s:g} s")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

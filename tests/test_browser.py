@@ -5,11 +5,6 @@ Screenshots land in ``artifact_dir()`` (``$NAS_TEST_ARTIFACTS`` or test-artifact
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,8 +13,8 @@ from tests.browser import (
     Browser,
     artifact_dir,
     assert_visible,
-    free_port,
     require_browser,
+    tensorboard_server,
 )
 
 # Two NAS-Bench-201 cells, as the trials' genotypes (their short form is the arch string).
@@ -31,65 +26,30 @@ RUNS = ["trial-0000", "trial-0001", "search"]
 
 
 def write_board(run: Path) -> Path:
-    """RUN/tensorboard as a search lays it out: trial-NNNN per trial (val_acc per epoch, the
-    genotype as text), and search (the best val_acc so far per finished trial)."""
-    from torch.utils.tensorboard import SummaryWriter
+    """RUN/tensorboard as a search writes it: two trials of three epochs through TrialBoard."""
+    from nas.genotype import from_nb201_string
+    from nas.strategies.blackbox.board import TrialBoard
 
-    root = run / "tensorboard"
-    search = SummaryWriter(str(root / "search"))
-    best = 0.0
-    for number, arch in enumerate(GENOTYPES):
-        writer = SummaryWriter(str(root / f"trial-{number:04d}"))
-        writer.add_text("genotype", arch, 1)
-        for epoch in (1, 2, 3):
-            acc = 0.5 + 0.1 * epoch + 0.01 * number
-            writer.add_scalar("val_acc", acc, epoch)
-            writer.add_scalar("train_loss", 1 / epoch, epoch)
-        writer.close()
-        best = max(best, acc)
-        search.add_scalar("best/val_acc", best, number + 1)
-    search.close()
-    return root
+    board = TrialBoard(run, ["val_acc"], ["maximize"])
+    try:
+        for number, arch in enumerate(GENOTYPES):
+            genotype = from_nb201_string(arch)
+            board.start(number, genotype)
+            for epoch in (1, 2, 3):
+                acc = 0.5 + 0.1 * epoch + 0.01 * number
+                board.epoch(number, epoch, {"epoch": epoch, "val_acc": acc, "train_loss": 1 / epoch})
+            board.end(number, "complete", {"val_acc": acc}, genotype)
+    finally:
+        board.close()
+    return run / "tensorboard"
 
 
 @pytest.fixture
 def tensorboard(tmp_path):
     """A TensorBoard server on a free port over a search's logs; its URL. Always stopped."""
     require_browser()
-    logdir = write_board(tmp_path / "RUN")
-    port = free_port()
-    exe = Path(sys.executable).parent / "tensorboard"
-    log = (tmp_path / "tensorboard.log").open("wb")
-    proc = subprocess.Popen(
-        [str(exe), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"tensorboard exited with {proc.returncode}: "
-                            f"{(tmp_path / 'tensorboard.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/data/runs", timeout=5) as response:
-                    if set(RUNS) <= set(json.load(response)):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"tensorboard did not list the runs {RUNS} within 60 s")
-            time.sleep(0.3)
+    with tensorboard_server(write_board(tmp_path / "RUN"), RUNS, log=tmp_path / "tensorboard.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 # The val_acc tag at the start of a line (a card or category title), not only inside best/val_acc.

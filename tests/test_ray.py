@@ -52,26 +52,34 @@ class CurveEvaluator(Evaluator):
     space = "nb201"
     provides = ("val_acc", "params")
 
-    def __init__(self, epochs: int = 8, sleep: float = 0.05, faults: dict[str, str] | None = None) -> None:
+    def __init__(self, epochs: int = 8, sleep: float = 0.05, faults: dict[str, str] | None = None,
+                 resumable: bool = False) -> None:
         self.epochs = epochs
         self.sleep = sleep
         self.faults = dict(faults or {})
+        self.resumable = resumable  # keeps its last epoch in epoch.txt and continues after it
+
+    def can_continue(self, workdir: Path) -> bool:
+        return self.resumable and (workdir / "epoch.txt").is_file()
 
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,
                  workdir: Path | None = None) -> dict[str, Any]:
         assert workdir is not None
         workdir.mkdir(parents=True, exist_ok=True)
+        first = int((workdir / "epoch.txt").read_text()) + 1 if self.can_continue(workdir) else 1
         with open(workdir / "starts.txt", "a") as f:
-            f.write("start\n")
+            f.write("start\n" if first == 1 else f"continue at {first}\n")
         fault = self.faults.get(to_nb201_string(genotype))
-        value = 0.0
-        for epoch in range(1, self.epochs + 1):
+        value = quality(genotype) * (1 - 0.5 ** (first - 1))
+        for epoch in range(first, self.epochs + 1):
             time.sleep(self.sleep)
             value = quality(genotype) * (1 - 0.5 ** epoch)
             if fault == "raise" and epoch == 2:
                 raise RuntimeError("synthetic failure in epoch 2")
             if fault == "nan" and epoch == 2:
                 value = float("nan")
+            if self.resumable:
+                (workdir / "epoch.txt").write_text(str(epoch))
             if report is not None:
                 report(epoch, {"val_acc": value})
         convs = sum(op.startswith("nor_conv") for _, c in genotype.cells for n in c.nodes for op, _ in n)
@@ -113,7 +121,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 def asha_run(cluster: RayConnection, tmp_path_factory: pytest.TempPathFactory):
     """8 random trials x 8 epochs under ASHA (grace 1, factor 2)."""
     out = tmp_path_factory.mktemp("asha") / "run"
-    return search_ray("nb201", CurveEvaluator(epochs=8), strategy="random", trials=8, seed=0, out=out,
+    return search_ray("nb201", CurveEvaluator(epochs=8), strategy="random", trials=8, seed=0, out=out, reuse_actors=True,
                       progress=False)
 
 
@@ -154,12 +162,17 @@ def test_run_folder_holds_the_usual_outputs(asha_run) -> None:
         assert end["status"] == row["status"] and end["metrics"]["val_acc"] == pytest.approx(row["val_acc"])
         epochs = [point[1] for point in end["curve"]]  # a complete trial's final report repeats its last epoch
         assert epochs == list(range(1, int(row["epoch"]) + 1)) + ([8] if end["status"] == "complete" else [])
-    # Tune's files per trial, the evaluator's folder inside the trial's folder
-    trial_dirs = sorted((path / "tune").glob("trial_*"))
-    assert len(trial_dirs) == 8
-    for trial_dir in trial_dirs:
-        assert (trial_dir / "result.json").is_file() and list(trial_dir.glob("events.out.tfevents*"))
-        assert (trial_dir / "train" / "starts.txt").read_text() == "start\n"
+    # Tune's files per trial under tune/trial_NNNN, the evaluator's own folder trials/NNNN, and one
+    # TensorBoard run per trial (Tune's own event files are left out) next to the search's
+    assert sorted(p.name for p in (path / "tune").glob("trial_*")) == [f"trial_{n:04d}" for n in range(8)]
+    assert not list((path / "tune").rglob("events.out.tfevents*"))
+    for number in range(8):
+        assert (path / "tune" / f"trial_{number:04d}" / "result.json").is_file()
+        assert (path / "trials" / f"{number:04d}" / "starts.txt").read_text() == "start\n"
+        assert list((path / "tensorboard" / f"trial-{number:04d}").glob("events.out.tfevents*"))
+    assert list((path / "tensorboard" / "search").glob("events.out.tfevents*"))
+    rows = asha_run.trials
+    assert list(rows["path"]) == [str(path.resolve() / "trials" / f"{n:04d}") for n in range(8)]
 
 
 def test_dashboard_lists_the_trials_and_wants_the_token(cluster: RayConnection, asha_run) -> None:
@@ -191,7 +204,7 @@ def test_errors_and_nan_are_recorded_and_two_objectives_give_a_pareto_set(cluste
     """Tune's own random search (tune.choice per decision), three enqueued cells first: one
     raises, one diverges to NaN, one is good; the search goes on past the failures."""
     evaluator = CurveEvaluator(epochs=3, sleep=0.01, faults={RAISES: "raise", DIVERGES: "nan"})
-    result = search_ray("nb201", evaluator, strategy="random", ray_search="basic", trials=5, seed=3,
+    result = search_ray("nb201", evaluator, strategy="random", ray_search="basic", trials=5, seed=3, reuse_actors=True,
                         objectives="val_acc,params", enqueue=[RAISES, GOOD, DIVERGES], out=tmp_path / "run",
                         progress=True)
     printed = capsys.readouterr().out
@@ -286,17 +299,19 @@ def test_killed_search_resumes_from_its_trial_log_and_never_unpickles_the_run_fo
     script = ("import sys\n"
               "from tests.test_ray import CurveEvaluator\n"
               "from nas.strategies.blackbox.ray_tune import search_ray\n"
-              "search_ray('nb201', CurveEvaluator(epochs=3, sleep=0.3), strategy='tpe', trials=6, seed=1,\n"
+              "search_ray('nb201', CurveEvaluator(epochs=3, sleep=0.5, resumable=True), strategy='tpe', trials=6,\n"
+              "           seed=1, reuse_actors=True,\n"
               "           scheduler='none', max_concurrent=1, out=sys.argv[1], address=sys.argv[2], progress=False)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", script, str(run), cluster.address], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 150
-        while True:  # killed while a trial runs, after two finished
+        while True:  # killed while a trial runs, after two finished and an epoch of the third
             log = _log(run)
             ended = {r["number"] for r in log if r["event"] == "end"}
-            if len(ended) >= 2 and {r["number"] for r in log} - ended:
+            running = {r["number"] for r in log} - ended
+            if len(ended) >= 2 and any((run / "trials" / f"{n:04d}" / "epoch.txt").is_file() for n in running):
                 break
             if process.poll() is not None:
                 pytest.fail("the search ended before it could be killed: " + process.stderr.read().decode()[-2000:])
@@ -314,18 +329,40 @@ def test_killed_search_resumes_from_its_trial_log_and_never_unpickles_the_run_fo
     marker = tmp_path / "unpickled.txt"
     plant_payloads(run, marker)
 
-    result = search_ray("nb201", CurveEvaluator(epochs=3, sleep=0.3), strategy="tpe", trials=6, resume=run,
-                        progress=False)
+    interrupted = {n: int((run / "trials" / f"{n:04d}" / "epoch.txt").read_text()) for n in unfinished
+                   if (run / "trials" / f"{n:04d}" / "epoch.txt").is_file()}
+    assert interrupted
+    result = search_ray("nb201", CurveEvaluator(epochs=3, sleep=0.5, resumable=True), strategy="tpe", trials=6,
+                        resume=run, progress=False)
     assert not marker.exists(), "a pickle from the run folder was unpickled"
     table = result.trials
     assert list(table["trial"]) == list(range(6)) and (table["status"] == "complete").all()
     for number, trial_id in finished.items():  # kept, not run again
         row = table[table["trial"] == number].iloc[0]
         assert row["trial_id"] == trial_id
-        assert (run / "tune" / f"trial_{trial_id}" / "train" / "starts.txt").read_text() == "start\n"
-    # the resume ran in a fresh experiment (tune-2 was taken): the unfinished trials again, then the rest
-    assert {Path(p).parent.name for p in table[~table["trial"].isin(list(finished))]["path"]} == {"tune-3"}
-    assert len(list((run / "tune-3").glob("trial_*"))) == 6 - len(finished)
+        assert (run / "trials" / f"{number:04d}" / "starts.txt").read_text() == "start\n"
+        assert Path(row["tune_path"]).parent.name == "tune"
+    # the resume ran in a fresh experiment (tune-2 was taken): the unfinished trials again, under their
+    # own numbers and in their own folders, continuing after their last epoch; then the rest
+    again = table[~table["trial"].isin(list(finished))]
+    assert {Path(p).parent.name for p in again["tune_path"]} == {"tune-3"}
+    assert sorted(p.name for p in (run / "tune-3").glob("trial_*")) == [f"trial_{n:04d}" for n in again["trial"]]
+    ends = {r["number"]: r for r in _log(run) if r["event"] == "end"}
+    for number in again["trial"]:
+        starts = (run / "trials" / f"{number:04d}" / "starts.txt").read_text()
+        if number in interrupted:
+            assert starts == f"start\ncontinue at {interrupted[number] + 1}\n"
+            if interrupted[number] < 3:  # its reports in the new experiment begin after the last epoch it had
+                assert [p[1] for p in ends[number]["curve"]][0] == interrupted[number] + 1  # noqa: RUF015
+        else:
+            assert starts == "start\n"
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == ["search"] + [f"trial-{n:04d}" for n in range(6)]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for number in interrupted:  # one TensorBoard run, each epoch once
+        board = EventAccumulator(str(run / "tensorboard" / f"trial-{number:04d}"))
+        board.Reload()
+        assert [event.step for event in board.Scalars("val_acc")] == [1, 2, 3]
     assert (run / "tune" / "tuner.pkl").read_bytes() == pickle.dumps(Payload(marker))  # nothing deleted
     # every trial once, in the order an uninterrupted search proposes them
     expected = _uninterrupted_tpe_genotypes(seed=1, count=6)
@@ -472,7 +509,7 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
         rows = list(csv.DictReader(f))
     assert [int(r["trial"]) for r in rows] == list(range(9))
     assert {int(r["trial"]): r["trial_id"] for r in rows[:8]} == first
-    assert Path(rows[8]["path"]).parent == out / "tune-2"
+    assert Path(rows[8]["tune_path"]).parent == out / "tune-2" and rows[8]["path"] == str(out / "trials" / "0008")
     assert json.loads((out / "config.json").read_text())["trials"] == 9
 
     # a run folder with Tune's experiment state but no trial log: one line, exit 2, nothing unpickled
@@ -502,7 +539,7 @@ def test_real_training_trials_report_every_epoch(cluster, tmp_path: Path) -> Non
     assert (table["status"] == "complete").all() and (table["epoch"] == 2).all()
     assert (table["params"] > 0).all() and table["val_acc"].between(0, 1).all()
     for _, row in table.iterrows():
-        train_run = Path(row["path"]) / "train"
+        train_run = Path(row["path"])
         assert len((train_run / "metrics.jsonl").read_text().splitlines()) == 2  # the trainer's own run folder
-        progress = (Path(row["path"]) / "progress.csv").read_text().splitlines()
+        progress = (Path(row["tune_path"]) / "progress.csv").read_text().splitlines()
         assert len(progress) == 1 + 3  # header, two epochs, the final report

@@ -35,7 +35,17 @@ class Evaluator(ABC):
     @abstractmethod
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,
                  workdir: Path | None = None) -> dict[str, Any]:
-        """Return the metrics of ``genotype``; call ``report`` after each epoch if given."""
+        """Return the metrics of ``genotype``; call ``report`` after each epoch if given.
+
+        ``workdir`` is the trial's own folder. When :meth:`can_continue` says an interrupted
+        evaluation left enough there, the evaluator continues it (reporting only the epochs it
+        still runs) instead of starting over.
+        """
+
+    def can_continue(self, workdir: Path) -> bool:
+        """Whether ``workdir`` holds an interrupted evaluation this evaluator continues; a search
+        clears the folder of a trial that runs again when it does not."""
+        return False
 
     def config(self) -> dict[str, Any]:
         """Settings to record in the run folder (and to rebuild the evaluator in a worker), with

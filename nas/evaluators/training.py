@@ -124,6 +124,10 @@ class TrainingEvaluator(Evaluator):
         return (QUALITY[self.task] + ("train_loss",) + sizes + held_out
                 + (("latency_ms",) if self.measure_latency else ()))
 
+    def can_continue(self, workdir: Path) -> bool:
+        """A trial's training that wrote its settings and an epoch checkpoint continues from it."""
+        return (Path(workdir) / "config.json").is_file() and (Path(workdir) / "checkpoints" / "last.pt").is_file()
+
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,
                  workdir: Path | None = None) -> dict[str, Any]:
         if workdir is not None:
@@ -138,10 +142,13 @@ class TrainingEvaluator(Evaluator):
                 report(epoch, metrics)
 
         data = self.data
-        result = training.train(genotype, data.name, task=self.task, head=self.head, config=self.train_config,
-                                space=self.search_space, out=out, report=on_epoch, progress=False,
-                                data_root=data.root, ann=data.ann, images=data.images, masks=data.masks,
-                                num_classes=data.num_classes)
+        if self.can_continue(out):  # an interrupted trial: its run continues from its last epoch
+            result = training.train(resume=out, report=on_epoch, progress=False, data_root=data.root)
+        else:
+            result = training.train(genotype, data.name, task=self.task, head=self.head, config=self.train_config,
+                                    space=self.search_space, out=out, report=on_epoch, progress=False,
+                                    data_root=data.root, ann=data.ann, images=data.images, masks=data.masks,
+                                    num_classes=data.num_classes)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         for name in ("train_loss", "val_loss", self.objective):
             value = metrics.get(name)

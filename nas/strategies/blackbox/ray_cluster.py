@@ -16,6 +16,7 @@ sets after ``POST /api/authenticate``; anything else gets 401 (no token) or 403 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import urllib.error
@@ -174,7 +175,7 @@ def connect_ray(address: str | None = None, *, num_cpus: float | None = None, nu
             raise NasError("--ray-address attaches to a running cluster, whose CPUs, GPUs and dashboard are "
                            "already set; drop those options or leave --ray-address empty for a local Ray")
         try:
-            context = ray.init(address=address, log_to_driver=log_to_driver)
+            context = ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
         except ConnectionError as exc:
             raise NasError(f"cannot reach a Ray cluster at {address!r} ({str(exc).splitlines()[0]}); "
                            "check the address (ray status on the head node prints it)") from None
@@ -188,7 +189,8 @@ def connect_ray(address: str | None = None, *, num_cpus: float | None = None, nu
     if _enable_token_auth():
         ensure_token()
     _share_code_path()
-    context = ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+    # address "local": a new Ray of this process's own, even where `ray start` runs one on this machine
+    context = ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
                        include_dashboard=True, dashboard_host=dashboard_host,
                        dashboard_port=DEFAULT_DASHBOARD_PORT if dashboard_port is None else dashboard_port,
                        log_to_driver=log_to_driver)

@@ -33,8 +33,10 @@ remaining ones.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +49,7 @@ import pandas as pd
 from nas.config import check_value
 from nas.errors import NasError, TrialDiverged
 from nas.evaluators.base import Evaluator
-from nas.genotype import Genotype, resolve_genotype
+from nas.genotype import Genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space
 from nas.strategies.blackbox.optuna_search import (
@@ -77,6 +79,8 @@ from nas.strategies.blackbox.settings import BlackboxSettings
 
 EXPERIMENT = "tune"  # the first Tune experiment's folder inside the run folder; resumes add tune-2, tune-3, ...
 TRIAL_LOG = "tune-trials.jsonl"  # the run's own plain-JSON trial log, what a resume reads
+TRIALS = "trials"  # the trials' own folders inside the run folder: trials/NNNN
+NUMBER = "nas_trial"  # the key of a trial's number in its Tune config
 STUDY_NAME = "optuna"  # the study name OptunaSearch gives its in-memory study
 HYPERBAND_BRACKETS = 3
 STATUSES = ("complete", "stopped", "error")
@@ -125,36 +129,59 @@ class GenotypeSpace:
         suggest_genotype(trial, self.space)  # the suggestions become the trial's config
 
 
+def trial_name(trial: Any) -> str:
+    """Tune's ``trial_name_creator``: ``trial_NNNN``, the trial's number, which its config carries
+    (:data:`NUMBER`, set by the searcher when it proposes the trial)."""
+    return f"trial_{trial_number(trial.config):04d}"
+
+
+def trial_number(config: dict[str, Any]) -> int:
+    """A trial's number: creation order across every experiment of the run."""
+    return int(config[NUMBER])
+
+
 def trial_dirname(trial: Any) -> str:
-    """Tune trial folder name: short and stable, so a trial can find its own folder."""
-    return f"trial_{trial.trial_id}"
+    """Tune's trial folder: the trial's name (unique within an experiment)."""
+    return trial_name(trial)
+
+
+def trial_folder(run_path: str | Path, number: int) -> Path:
+    """A trial's own folder, ``RUN/trials/NNNN``: the evaluator's working folder, the same in every
+    experiment of the run, so that a trial run again continues there."""
+    return Path(run_path) / TRIALS / f"{number:04d}"
 
 
 def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpace, objectives: list[str],
-              run_path: str, experiment: str = EXPERIMENT) -> None:
+              run_path: str) -> None:
     """One Tune trial: evaluate the genotype that ``config`` describes, reporting every epoch.
 
-    Each per-epoch report carries ``epoch`` (the scheduler's clock). The evaluator's folder is
-    ``<experiment>/trial_<id>/train`` in the run folder. A NaN or infinite objective raises
-    :class:`~nas.errors.TrialDiverged`. The last report holds the evaluator's final metrics
-    and ``completed = 1``.
+    Each per-epoch report carries ``epoch`` (the scheduler's clock). The evaluator works in the
+    trial's own folder ``RUN/trials/NNNN``; a trial that ran before (its search was stopped)
+    continues there when the evaluator can continue it (training from its last epoch
+    checkpoint), else the folder is cleared and it starts over. A line per start, epoch and end
+    goes to the trial's actor log. A NaN or infinite objective raises
+    :class:`~nas.errors.TrialDiverged`. The last report holds the evaluator's final metrics and
+    ``completed = 1``.
     """
     from ray import tune
 
+    number = trial_number(config)
     genotype = params_to_genotype(config, space)
-    trial_dir = Path(run_path) / experiment / f"trial_{tune.get_context().get_trial_id()}"
+    cell = short_form(genotype)
     last_epoch: list[int] = []
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
         _check_finite(metrics, objectives, f"at epoch {epoch}")
         last_epoch[:] = [epoch]
+        print(f"trial {number:4d} epoch {epoch:3d} | {metric_text(metrics, objectives)} | {cell}", flush=True)
         tune.report({**plain(metrics), "epoch": epoch})
 
-    workdir = trial_dir / "train"
-    attempt = 1
-    while workdir.exists():
-        attempt += 1
-        workdir = trial_dir / f"train-{attempt}"
+    workdir = trial_folder(run_path, number)
+    again = workdir.exists()
+    continues = again and evaluator.can_continue(workdir)
+    if again and not continues:
+        shutil.rmtree(workdir)  # what an interrupted attempt left that cannot be continued: it starts over
+    print(f"trial {number:4d} {'continues' if continues else 'started':9s} | {cell} | {workdir}", flush=True)
     metrics = evaluator.evaluate(genotype, report=report, workdir=workdir)
     missing = [name for name in objectives if name not in metrics]
     if missing:
@@ -164,7 +191,14 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
     final = {**plain(metrics), "completed": 1}
     if last_epoch and "epoch" not in final:
         final["epoch"] = last_epoch[0]
+    print(f"trial {number:4d} finished  | {metric_text(metrics, objectives)} | {cell}", flush=True)
     tune.report(final)
+
+
+def metric_text(metrics: dict[str, Any], names: Sequence[str]) -> str:
+    """``val_acc 0.912 params 1.2e+05``: the named metrics that are numbers."""
+    return " ".join(f"{name} {metrics[name]:.4g}" for name in names
+                    if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool))
 
 
 def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str) -> None:
@@ -235,7 +269,7 @@ def _log_problem(record: Any, space: SearchSpace) -> str | None:
     number = record.get("number")
     if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 10**7:
         return "'number' must be a trial number (an integer from 0)"
-    for key in ("experiment", "trial_id", "path"):
+    for key in ("experiment", "trial_id", "path", "tune_path"):
         if not isinstance(record.get(key, ""), str):
             return f"{key!r} must be a string"
     config = record.get("config")
@@ -294,6 +328,7 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                ray_search: str = "optuna", population: int | None = None, sample_size: int | None = None,
                enqueue: Iterable[str | Genotype] = (), max_epochs: int | None = None,
                dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
+               job: bool = False, keep_ray: bool = False, reuse_actors: bool = False,
                progress: bool = True) -> RaySearchResult:
     """Search ``space`` with ``trials`` Ray Tune trials, each one ``evaluator.evaluate``.
 
@@ -322,6 +357,15 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
     enqueue: reference names, genotype files or genotypes evaluated first.
     max_epochs: epochs a trial trains (default: the evaluator's ``epochs``); places the
         scheduler's rungs.
+    job: run the search's driver as a Ray job named after the run folder (the ``nas search``
+        command does), so the dashboard's Jobs page shows it with its output; this process
+        submits it, prints its output as it comes and waits for it. Needs an evaluator the job
+        can rebuild from the run's config (a registered one); otherwise the search runs here.
+    keep_ray: keep a Ray started here running after the search, until Ctrl-C, so that its
+        dashboard can still be looked at.
+    reuse_actors: run trials one after another in the same Tune actors (saves starting a
+        worker process per trial, which matters for trials of seconds); default: an actor per
+        trial, so that each actor's log on the dashboard is one trial's.
     """
     space = load_space(space)
     _check_options(trials=trials, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
@@ -338,13 +382,10 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
             raise NasError(f"run {run.path} keeps no trial log ({TRIAL_LOG}), only Tune's own experiment state, "
                            "which is never restored (Tune unpickles it, and unpickling runs code); start a new "
                            "search")
-        space = load_space_definition(config)
-        log = read_trial_log(run, space)
+        space, log, enqueued = _read_run(run)
         if trials < log.started:
             raise NasError(f"run {run.path} has started {log.started} trials ({len(log.finished)} finished); pass "
                            f"--trials {log.started} or more to resume it")
-        enqueued = [_checked_params(params, space, "enqueue_params in config.json")
-                    for params in config.get("enqueue_params", [])]
     else:
         objective_names = parse_objectives(objectives, evaluator)
         if strategy == "nsga2" and len(objective_names) == 1 and "params" in getattr(evaluator, "provides", ()):
@@ -367,9 +408,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                   "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
                   "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size},
                   "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue],
-                  "enqueue_params": enqueued, "trial_log": TRIAL_LOG}
+                  "enqueue_params": enqueued, "trial_log": TRIAL_LOG, "reuse_actors": reuse_actors}
 
-    rerun = sorted(log.unfinished)  # run again first, under their own numbers
     to_run = trials - len(log.finished)
     if run is not None and to_run == 0:  # a resume with nothing left: the outputs again, from the log
         if trials != config["trials"]:
@@ -382,41 +422,37 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         return result
 
     _quiet_tune()
+    from nas.strategies.blackbox.ray_job import why_not_a_job
+
+    why_not = why_not_a_job(evaluator, config, address) if job else None
     # trials' own output stays in Ray's logs (the dashboard shows it): parallel trials would interleave
     connection = connect_ray(address, dashboard_host=dashboard_host, dashboard_port=dashboard_port,
                              log_to_driver=False)
+    if why_not and progress:
+        print(f"{why_not}, so the search runs in this process, not as a Ray job", flush=True)
+    in_job = job and not why_not
     try:
-        import ray
-        from ray import tune
-
-        gpus = config["gpus_per_trial"]
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        _check_cluster_fits(config["cpus_per_trial"], gpus)
+        gpus = _trial_gpus(config)
         if run is None:  # created only now, so that a refused setting leaves no folder behind
             run = Run.create(f"ray-{strategy}", config, out=out, name=space.name)
         elif trials != config["trials"]:
             run.write_json("config.json", {**config, "trials": trials})
-        experiment = _fresh_experiment(run)
         if progress:
             print(connection.instructions(), flush=True)
-        trainable = tune.with_resources(
-            tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
-                                 run_path=str(run.path.resolve()), experiment=experiment),
-            {"cpu": config["cpus_per_trial"], "gpu": gpus})
-        tuner = _new_tuner(trainable, run, experiment, space, config, log, enqueued, to_run, progress=progress)
-        if progress:
-            if resume is not None:
-                print(f"resuming {run.path}: {len(log.finished)} of {trials} trials finished; "
-                      f"{len(rerun)} unfinished run again from epoch 1, {to_run - len(rerun)} new; "
-                      f"Tune experiment {experiment}/", flush=True)
+        if in_job:
+            from nas.strategies.blackbox.ray_job import NoJobAgent, run_as_job
+
+            try:
+                run_as_job(run, connection, resumed=resume is not None)
+            except NoJobAgent as exc:
+                if progress:
+                    print(f"{exc}, so the search runs in this process, not as a Ray job", flush=True)
+                in_job = False
             else:
-                goals = ", ".join(f"{d} {o}" for o, d in zip(config["objectives"], config["directions"]))
-                print(f"run folder {run.path}; {strategy} on {space.name} as Ray Tune trials: {goals}; "
-                      f"scheduler {config['scheduler']}; {config['cpus_per_trial']:g} CPU + {gpus:g} GPU per trial",
-                      flush=True)
-        tuner.fit()
-        result = write_outputs(run, space, config)
+                result = write_outputs(run, space, config)
+        if not in_job:
+            result = drive(run, space, evaluator, config, log, enqueued, gpus, resumed=resume is not None,
+                           progress=progress)
         result.connection = connection
     finally:
         if run is not None:
@@ -424,10 +460,91 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if connection.started_here:
             import ray
 
+            if keep_ray:
+                from nas.strategies.blackbox.ray_job import hold_ray
+
+                hold_ray(connection, progress=progress)
             ray.shutdown()
+    return result
+
+
+def drive(run: Run, space: SearchSpace, evaluator: Evaluator, config: dict[str, Any], log: TrialLog,
+          enqueued: list[dict[str, Any]], gpus: float, *, resumed: bool, progress: bool) -> RaySearchResult:
+    """The search's driver, connected to Ray: the Tune experiment that runs the trials still to
+    run (the unfinished ones of ``log`` first), then the run's outputs; ``progress`` prints a
+    line per trial event and the summary."""
+    from ray import tune
+
+    trials = config["trials"]
+    rerun = sorted(log.unfinished)  # run again first, under their own numbers
+    to_run = trials - len(log.finished)
+    experiment = _fresh_experiment(run)
+    trainable = tune.with_resources(
+        tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
+                             run_path=str(run.path.resolve())),
+        {"cpu": config["cpus_per_trial"], "gpu": gpus})
+    tuner = _new_tuner(trainable, run, experiment, space, config, log, enqueued, to_run, progress=progress)
+    if progress:
+        if resumed:
+            print(f"resuming {run.path}: {len(log.finished)} of {trials} trials finished; {len(rerun)} unfinished "
+                  f"run again (continuing in their own folders where the evaluator can), {to_run - len(rerun)} new; "
+                  f"Tune experiment {experiment}/", flush=True)
+        else:
+            goals = ", ".join(f"{d} {o}" for o, d in zip(config["objectives"], config["directions"]))
+            print(f"run folder {run.path}; {config['strategy']} on {space.name} as Ray Tune trials: {goals}; "
+                  f"scheduler {config['scheduler']}; {config['cpus_per_trial']:g} CPU + {gpus:g} GPU per trial",
+                  flush=True)
+    # the result grid warns of trials it has no metrics of (pending ones a stop left): the trial log has them
+    analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis_log.level
+    analysis_log.setLevel(logging.ERROR)
+    try:
+        tuner.fit()
+    finally:
+        analysis_log.setLevel(level)
+    result = write_outputs(run, space, config)
     if progress:
         _print_summary(result, config)
     return result
+
+
+def drive_job(run_path: str | Path) -> RaySearchResult:
+    """The search of the run folder ``run_path`` (made by :func:`search_ray`), as the Ray job runs
+    it: everything is read from the folder; the evaluator is rebuilt from its config."""
+    from nas.evaluators import evaluator_from_config
+
+    run = Run.open(run_path)
+    try:
+        config = run.config
+        space, log, enqueued = _read_run(run)
+        evaluator = evaluator_from_config(config["evaluator"])
+        _quiet_tune()
+        connect_ray(log_to_driver=False)  # the job's own cluster ($RAY_ADDRESS)
+        return drive(run, space, evaluator, config, log, enqueued, _trial_gpus(config),
+                     resumed=bool(log.started), progress=True)
+    finally:
+        run.close()
+
+
+def _read_run(run: Run) -> tuple[SearchSpace, TrialLog, list[dict[str, Any]]]:
+    """The space, trial log and enqueued trials of a Ray Tune search's run folder."""
+    config = run.config
+    space = load_space_definition(config)
+    log = read_trial_log(run, space)
+    enqueued = [_checked_params(params, space, "enqueue_params in config.json")
+                for params in config.get("enqueue_params", [])]
+    return space, log, enqueued
+
+
+def _trial_gpus(config: dict[str, Any]) -> float:
+    """GPUs per trial (default: 1 when the cluster has GPUs), checked against the cluster."""
+    import ray
+
+    gpus = config["gpus_per_trial"]
+    if gpus is None:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    _check_cluster_fits(config["cpus_per_trial"], gpus)
+    return gpus
 
 
 def _checked_params(params: Any, space: SearchSpace, where: str) -> dict[str, Any]:
@@ -472,6 +589,8 @@ def _quiet_tune() -> None:
     # trials keep the launch folder as working directory, so relative data paths still work
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     # frequent experiment snapshots trigger a warning; they are small
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the project adds the loggers it wants
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # not the experiment's box of settings: the search prints its own
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
@@ -492,7 +611,10 @@ def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, co
         param_space = {name: tune.choice(list(choices)) for name, choices in param_choices(space).items()}
         # every trial's config drawn up front from the seed, so a resume continues the same sequence
         plan = _basic_plan(param_space, enqueued, config["seed"], base + to_run - len(rerun))
-        search_alg: Any = BasicVariantGenerator(points_to_evaluate=rerun + plan[base:], random_state=config["seed"])
+        points = [{**params, NUMBER: number} for params, number in zip(rerun, sorted(log.unfinished))] + \
+            [{**params, NUMBER: base + index} for index, params in enumerate(plan[base:])]
+        param_space[NUMBER] = -1  # a slot for the number each point sets
+        search_alg: Any = BasicVariantGenerator(points_to_evaluate=points, random_state=config["seed"])
     else:
         from nas.strategies.blackbox.ray_searcher import ResumedOptunaSearch
 
@@ -508,6 +630,7 @@ def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, co
             search_alg = ResumedOptunaSearch(GenotypeSpace(space), metric=objectives if multi else objectives[0],
                                              mode=modes if multi else modes[0], sampler=sampler, storage=storage,
                                              study_name=STUDY_NAME, resumed=running,
+                                             numbers=(sorted(log.unfinished), base), number_key=NUMBER,
                                              points_to_evaluate=enqueued[base:] or None)
         finally:
             optuna.logging.set_verbosity(previous)
@@ -516,16 +639,22 @@ def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, co
         _refill_rungs(scheduler, log, objectives[0])
     tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=to_run,
                                   max_concurrent_trials=config["max_concurrent"],
-                                  trial_dirname_creator=trial_dirname,
-                                  # a worker process per trial would import torch and nas every time
-                                  reuse_actors=True)
-    from nas.strategies.blackbox.ray_progress import TrialBook, TrialLines
+                                  trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
+                                  # default: an actor (and worker process, with its own log) per
+                                  # trial, so that the dashboard tells the trials apart
+                                  reuse_actors=bool(config.get("reuse_actors", False)))
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    book = TrialBook(run.path.resolve(), experiment, TRIAL_LOG, objectives, first=sorted(log.unfinished), base=base,
-                     final_metrics=final_metrics, error_line=error_line)
-    callbacks: list[Any] = [book]
+    from nas.strategies.blackbox.ray_progress import SearchGauges, TrialBook, TrialLines
+
+    book = TrialBook(run.path.resolve(), experiment, TRIAL_LOG, objectives, config["directions"], space,
+                     number_key=NUMBER, finished=log.finished, final_metrics=final_metrics, error_line=error_line)
+    # Tune's own TensorBoard logger is left out (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): the trial book
+    # writes one TensorBoard run per trial that a resume continues, under RUN/tensorboard/
+    callbacks: list[Any] = [book, SearchGauges(run.path.name, objectives, config["directions"], log.finished),
+                            JsonLoggerCallback(), CSVLoggerCallback()]
     if progress:
-        callbacks.append(TrialLines(space, objectives, number=book.number))
+        callbacks.append(TrialLines(space, objectives, number=lambda trial: trial_number(trial.config)))
     run_config = tune.RunConfig(
         storage_path=str(run.path.resolve()), name=experiment,
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
@@ -631,9 +760,9 @@ def trial_records(run: Run, log: TrialLog, space: SearchSpace) -> list[TrialReco
         entry = log.finished[number]
         metrics = dict(entry["metrics"])
         trial_id = entry.get("trial_id", "")
-        folder = entry.get("path", "")
+        folders = {key: str(run.path.resolve() / entry[key]) if entry.get(key) else "" for key in ("path", "tune_path")}
         columns = {"trial_id": trial_id, "epoch": metrics.get("epoch"), "seconds": entry.get("seconds"),
-                   "error": entry.get("error", ""), "path": str(run.path.resolve() / folder) if folder else ""}
+                   "error": entry.get("error", ""), **folders}
         records.append(TrialRecord(number, entry["status"], params_to_genotype(entry["config"], space), metrics,
                                    columns, {"trial_id": trial_id}))
     return records
@@ -655,11 +784,9 @@ def write_outputs(run: Run, space: SearchSpace, config: dict[str, Any]) -> RaySe
     records = trial_records(run, read_trial_log(run, space), space)
     outcome = write_results(run, records, objectives, config["directions"])
     rows = table_rows(records, objectives)
-    logged = [{k: v for k, v in row.items() if k not in ("genotype_json", "path") and v not in (None, "")}
+    logged = [{k: v for k, v in row.items() if k not in ("genotype_json", "path", "tune_path") and v not in (None, "")}
               for row in rows]
     run.write_records("metrics.jsonl", logged)  # rewritten whole, atomically: every trial once
-    for row in logged:
-        run.scalars(row, int(row["trial"]), skip=("trial",))
     return RaySearchResult(run.path, outcome.genotype, outcome.metrics, outcome.pareto, trials=pd.DataFrame(rows))
 
 
@@ -681,4 +808,5 @@ def _print_summary(result: RaySearchResult, config: dict[str, Any]) -> None:
         print(f"no trial ran to the end; see {result.path}/trials.csv")
         return
     print_best(result.path, result.genotype, result.metrics, result.pareto, config["objectives"])
-    print(f"Tune logs: tensorboard --logdir {result.path}")
+    print(f"TensorBoard (a run per trial, and the search's best so far): tensorboard --logdir "
+          f"{result.path / 'tensorboard'}")

@@ -43,6 +43,10 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
                        "(nas.evaluators.evaluator_from_config({'name': 'train', ...}))")
     trials = DEFAULT_TRIALS if trials is None else trials
     objectives = list(settings.objectives) if settings.objectives else None
+    given = [name for name, on in (("keep-ray", settings.keep_ray), ("no-ray-job", not settings.ray_job),
+                                   ("reuse-actors", settings.reuse_actors)) if on]
+    if backend != "ray" and given:
+        raise NasError(f"--{given[0]} belongs to --backend ray; add --backend ray or drop it")
     if backend == "ray":
         if settings.pruner != "none":
             raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
@@ -62,6 +66,7 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
                           ray_search=settings.ray_search, population=settings.population,
                           sample_size=settings.sample_size, enqueue=settings.enqueue,
                           dashboard_host=settings.dashboard_host, dashboard_port=settings.dashboard_port,
+                          job=settings.ray_job, keep_ray=settings.keep_ray, reuse_actors=settings.reuse_actors,
                           progress=progress)
     return search_blackbox(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                            storage=settings.storage, study_name=settings.study_name, objectives=objectives,

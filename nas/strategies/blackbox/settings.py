@@ -60,6 +60,14 @@ class BlackboxSettings:
                                   "this machine only)")
     dashboard_port: int | None = setting(None, "backend ray: port of a local Ray's dashboard (default 8265)",
                                          min=0)
+    ray_job: bool = setting(True, "backend ray: run the search's driver as a Ray job named after the run folder, "
+                            "its output on the dashboard's Jobs page (off: in this process; a Python search with "
+                            "an evaluator a job cannot rebuild always runs in its process)")
+    reuse_actors: bool = setting(False, "backend ray: run trials one after another in the same actors (faster for "
+                                 "trials of seconds, such as table lookups; off: an actor per trial, whose log on the "
+                                 "dashboard holds that trial's lines only)")
+    keep_ray: bool = setting(False, "backend ray: keep a Ray that the search started (and its dashboard) up after "
+                             "the search, until Ctrl-C")
 
     def check_together(self) -> None:
         """The checks that involve several fields (:func:`nas.config.check` calls it)."""

@@ -32,16 +32,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import NasError
+from nas.errors import EchoedError, NasError
 from nas.run import resolve_device
 
 T = TypeVar("T")
-
-
-class EchoedError(NasError):
-    """Rank 0's error, raised on the other ranks too: the ``nas`` command prints it once, on rank 0."""
-
-    quiet = True
 
 
 @dataclass(frozen=True)
