@@ -3,6 +3,7 @@ the training evaluator on a tiny digits run."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -122,6 +123,25 @@ def test_training_evaluator_reports_every_epoch_and_measures_the_network(tmp_pat
     assert evaluator_from_config(evaluator.config()).config() == evaluator.config()
     older = {k: v for k, v in evaluator.config().items() if k != "val_fraction"}  # a config from before val_fraction
     assert evaluator_from_config(older).train_config.val_fraction == 0.0
+
+
+def test_an_interrupted_training_trial_continues_from_its_last_epoch_in_its_folder(tmp_path: Path) -> None:
+    evaluator = TrainingEvaluator("digits", **{**TINY, "epochs": 3})
+    genotype, folder = get_reference("NB201_RESNET"), tmp_path / "trials" / "0007"
+    assert not evaluator.can_continue(folder)
+
+    def killed_after_epoch_1(epoch, metrics):  # called after the epoch's checkpoint, as a kill would find it
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluator.evaluate(genotype, report=killed_after_epoch_1, workdir=folder)
+    assert evaluator.can_continue(folder)
+    reports = []
+    metrics = evaluator.evaluate(genotype, report=lambda e, m: reports.append(e), workdir=folder)
+    assert reports == [2, 3]  # epoch 1 is not trained again
+    assert [r["epoch"] for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
+    assert metrics["run"] == str(folder) and 0 <= metrics["val_acc"] <= 1
 
 
 def test_training_evaluator_lets_a_pruning_report_stop_it_and_fails_on_nan(monkeypatch) -> None:

@@ -525,6 +525,9 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
     assert not marker.exists()
     assert main([*common, "--trials", "2", "--pruner", "sha", "--out", str(tmp_path / "other")]) == 2
     assert "--pruner belongs to --backend optuna" in capsys.readouterr().err
+    optuna_backend = [arg for arg in common if arg not in ("--backend", "ray")]
+    assert main([*optuna_backend, "--trials", "2", "--keep-ray", "--out", str(tmp_path / "kept")]) == 2
+    assert "--keep-ray belongs to --backend ray" in capsys.readouterr().err and not (tmp_path / "kept").exists()
 
 
 @pytest.mark.slow
