@@ -9,10 +9,11 @@ Typical use::
 
     require_browser()
     shot = artifact_dir() / "board.png"
-    text = page_text(url, expect=["trial-0000"], screenshot=shot)
+    with Browser() as browser:
+        text = browser.page_text(url, expect=["trial-0000"], screenshot=shot)
     assert_visible(text, ["trial-0000"], screenshot=shot)
 
-Several pages in a row share one browser with ``with Browser() as browser: browser.page_text(...)``.
+Several pages in a row share the one browser.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def failure_message(text: str, expect: Sequence[str], screenshot: Path | None = 
 
 
 def assert_visible(text: str, expect: Sequence[str], *, screenshot: Path | None = None) -> None:
-    """Assert that ``text`` (from :func:`page_text`) holds every string of ``expect``."""
+    """Assert that ``text`` (from :meth:`Browser.page_text`) holds every string of ``expect``."""
     assert not missing(text, expect), failure_message(text, expect, screenshot)
 
 
@@ -154,8 +155,7 @@ class Browser:
     """One headless Chromium (fresh profile in a temporary folder) for several pages in a row.
 
     ``with Browser() as browser: browser.page_text(...)`` loads each page in the same tab, so a
-    single-page app moving between routes of one server starts only once; :func:`page_text`
-    is the same for one page.
+    single-page app moving between routes of one server starts only once.
     """
 
     def __enter__(self) -> Self:
@@ -200,7 +200,25 @@ class Browser:
         navigate: Callable[[Any], None] | None = None,
         reload_s: float = 10,
     ) -> str:
-        """See :func:`page_text`."""
+        """Open ``url`` in headless Chromium and return the page's visible text.
+
+        The text is polled until every string of ``expect`` is in it or ``timeout_s`` passes; the
+        caller asserts on what comes back (see :func:`assert_visible`). A full-page screenshot is
+        saved to ``screenshot`` in every case, also when the page never loads.
+
+        - ``cookies``: Playwright cookies set before the first load, each with ``name``, ``value``
+          and either ``url`` or ``domain`` and ``path``, e.g.
+          ``[{"name": "ray-authentication-token", "value": token, "url": "http://127.0.0.1:8265"}]``.
+        - ``headers``: extra HTTP headers sent with every request.
+        - ``navigate``: called with the Playwright page after each load of ``url`` (clicks, a
+          route of a single-page app); its Playwright errors are retried like a failed load.
+        - Every ``reload_s`` seconds without all of ``expect``, the page is loaded again (a
+          single-page app may have rendered before its data arrived).
+
+        The text is the body's innerText followed by the visible text inside open shadow roots.
+        Raises AssertionError (with the last error and the screenshot path) only when the page
+        could not be loaded at all before the timeout.
+        """
         from playwright.sync_api import Error as PlaywrightError
 
         page = self.page
@@ -261,49 +279,6 @@ class Browser:
                 f"screenshot: {screenshot}"
             )
         return text
-
-
-def page_text(
-    url: str,
-    *,
-    expect: Sequence[str],
-    cookies: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-    screenshot: Path,
-    timeout_s: float = 60,
-    navigate: Callable[[Any], None] | None = None,
-    reload_s: float = 10,
-) -> str:
-    """Open ``url`` in headless Chromium and return the page's visible text.
-
-    The text is polled until every string of ``expect`` is in it or ``timeout_s`` passes; the
-    caller asserts on what comes back (see :func:`assert_visible`). A full-page screenshot is
-    saved to ``screenshot`` in every case, also when the page never loads.
-
-    - ``cookies``: Playwright cookies set before the first load, each with ``name``, ``value``
-      and either ``url`` or ``domain`` and ``path``, e.g.
-      ``[{"name": "ray-authentication-token", "value": token, "url": "http://127.0.0.1:8265"}]``.
-    - ``headers``: extra HTTP headers sent with every request.
-    - ``navigate``: called with the Playwright page after each load of ``url`` (clicks, a
-      route of a single-page app); its Playwright errors are retried like a failed load.
-    - Every ``reload_s`` seconds without all of ``expect``, the page is loaded again (a
-      single-page app may have rendered before its data arrived).
-
-    The text is the body's innerText followed by the visible text inside open shadow roots.
-    Raises AssertionError (with the last error and the screenshot path) only when the page
-    could not be loaded at all before the timeout. Several pages in a row: :class:`Browser`.
-    """
-    with Browser() as browser:
-        return browser.page_text(
-            url,
-            expect=expect,
-            cookies=cookies,
-            headers=headers,
-            screenshot=screenshot,
-            timeout_s=timeout_s,
-            navigate=navigate,
-            reload_s=reload_s,
-        )
 
 
 @contextlib.contextmanager
