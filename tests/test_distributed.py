@@ -61,6 +61,7 @@ def test_two_processes_search_what_one_searches_at_twice_the_batch(tmp_path: Pat
     assert (a["alphas.normal"] - b["alphas.normal"]).abs().max() > 1e-6
 
 
+@pytest.mark.slow  # about 1 min on 2 cores
 def test_torchrun_search_resumes_on_as_many_processes_only(tmp_path: Path) -> None:
     run = tmp_path / "run"
     killed = _torchrun("-m", "nas", "search", *TINY, "--epochs", "2", "--out", str(run),
@@ -104,6 +105,7 @@ def test_what_torchrun_cannot_run_is_refused_before_it_starts(argv, message, mon
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores
 def test_ray_train_search_restarts_failed_workers_after_their_last_epoch(tmp_path: Path) -> None:
     """Two CPU workers on a local Ray, both killed after reporting epoch 2: Ray Train restarts
     them and the search goes on after epoch 2."""

@@ -474,6 +474,7 @@ def test_mistakes_are_refused_with_a_clear_message(cluster, tmp_path: Path) -> N
         search_ray("nb201", evaluator, strategy="random", trials=2, resume=tmp_path / "missing")
 
 
+@pytest.mark.slow  # the command's job path runs by default in tests/test_ray_dashboard.py
 def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: Path, capsys) -> None:
     from nas.cli import main
     from nas.genotype import resolve_genotype
@@ -512,10 +513,22 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
     assert Path(rows[8]["tune_path"]).parent == out / "tune-2" and rows[8]["path"] == str(out / "trials" / "0008")
     assert json.loads((out / "config.json").read_text())["trials"] == 9
 
+
+
+def test_the_command_refuses_what_a_ray_search_cannot_resume_or_take(asha_run, tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+
+    root = REPO.parent / "shared" / "data" / "nas-bench-201"
+    if not (root / "nb201_12epoch_val_test.csv").is_file():
+        pytest.skip(f"NAS-Bench-201 tables not present at {root} (see ../shared/data/README.md)")
+    common = ["search", "--backend", "ray", "--strategy", "evolution", "--space", "nb201", "--evaluator", "nb201",
+              "--nb201-root", str(root)]
     # a run folder with Tune's experiment state but no trial log: one line, exit 2, nothing unpickled
     legacy = tmp_path / "legacy"
     (legacy / "tune").mkdir(parents=True)
+    config = json.loads((asha_run.path / "config.json").read_text())
     del config["trial_log"]
+    config["evaluator"] = {"name": "nb201", "root": str(root), "dataset": "cifar10"}
     (legacy / "config.json").write_text(json.dumps(config))
     marker = tmp_path / "unpickled.txt"
     plant_payloads(legacy, marker)

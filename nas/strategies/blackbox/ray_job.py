@@ -2,8 +2,8 @@
 
 ``nas search --backend ray`` makes the run folder, then submits the search's driver through
 Ray's Job Submission API as the job ``<run folder name>`` (a resume: ``<name>-2``, ...). The
-job runs ``python -m nas.strategies.blackbox.ray_job RUN``, which reads everything from the run
-folder (:func:`~nas.strategies.blackbox.ray_tune.drive_job`). Its output, a line per trial
+job runs ``python -m nas.strategies.blackbox.ray_driver RUN``, which reads everything from the run
+folder (:mod:`nas.strategies.blackbox.ray_driver`). Its output, a line per trial
 event, is what the dashboard shows under the job's logs; this process prints the same lines as
 they come, and Ctrl-C here stops the job (the search can then be resumed).
 
@@ -27,6 +27,7 @@ from nas.strategies.blackbox.ray_cluster import RayConnection
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 AGENT_PORT = 52365  # the dashboard agent's HTTP port of a Ray that ray.init starts (not configurable there)
+PORT_WAIT_S = 15
 POLL_S = 0.5
 
 
@@ -48,13 +49,24 @@ def why_not_a_job(evaluator: Any, config: dict[str, Any], address: str | None) -
                 "from the run's config")
     if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
         return None
-    with socket.socket() as probe:
-        try:
-            probe.bind(("", AGENT_PORT))
-        except OSError:
+    deadline = time.monotonic() + PORT_WAIT_S  # a Ray that has just stopped lets the port go in a moment
+    while not _port_free(AGENT_PORT):
+        if time.monotonic() > deadline:
             return (f"port {AGENT_PORT}, which the Ray started here takes jobs through, is held by another Ray on "
                     "this machine")
+        time.sleep(0.5)
     return None
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server can listen on ``port`` (as Ray's agent does, with SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def job_client(connection: RayConnection) -> Any:
@@ -84,7 +96,7 @@ def entrypoint(run: Run) -> str:
     the job runs) is this machine, else the nodes' ``python`` (run folders on shared storage)."""
     here = _head_is_here()
     python = sys.executable if here else "python"
-    command = f"{shlex.quote(python)} -m nas.strategies.blackbox.ray_job {shlex.quote(str(run.path.resolve()))}"
+    command = f"{shlex.quote(python)} -m nas.strategies.blackbox.ray_driver {shlex.quote(str(run.path.resolve()))}"
     return f"cd {shlex.quote(str(Path.cwd()))} && {command}" if here else command
 
 
@@ -180,24 +192,3 @@ def hold_ray(connection: RayConnection, *, progress: bool = True) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The job's entry point: ``python -m nas.strategies.blackbox.ray_job RUN``."""
-    from nas.strategies.blackbox.ray_tune import drive_job
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m nas.strategies.blackbox.ray_job RUN (the run folder nas search made)",
-              file=sys.stderr)
-        return 2
-    try:
-        drive_job(args[0])
-    except NasError as exc:
-        print(f"nas search: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
