@@ -1,7 +1,8 @@
 """A Ray Tune search as a Ray job: what the dashboard's Jobs page shows of it.
 
 ``nas search --backend ray`` makes the run folder, then submits the search's driver through
-Ray's Job Submission API as the job ``<run folder name>`` (a resume: ``<name>-2``, ...). The
+Ray's Job Submission API as the job ``<run folder name>`` (``<name>-2``, ... where that Ray
+ran a job of the name already). The
 job runs ``python -m nas.strategies.blackbox.ray_driver RUN``, which reads everything from the run
 folder (:mod:`nas.strategies.blackbox.ray_driver`). Its output, a line per trial
 event, is what the dashboard shows under the job's logs; this process prints the same lines as
@@ -117,12 +118,13 @@ def run_as_job(run: Run, connection: RayConnection, *, resumed: bool) -> str:
            metadata={"run": str(run.path.resolve()), "kind": "nas search", "resumed": str(bool(resumed)).lower()})
     where = f"{connection.dashboard_url}/#/jobs/{name}" if connection.dashboard_url else name
     print(f"Ray job {name}: {where} (its logs hold what follows)", flush=True)
+    printed = [0]  # how much of the job's output is on the screen
     try:
-        status = follow(client, name)
+        status = follow(client, name, printed)
     except KeyboardInterrupt:
         print(f"stopping Ray job {name} ...", flush=True)
         client.stop_job(name)
-        follow(client, name)
+        follow(client, name, printed)
         raise
     if status != "SUCCEEDED":
         info = client.get_job_info(name)
@@ -156,16 +158,16 @@ def submit(client: Any, *, timeout_s: float = 30, **job: Any) -> None:
         time.sleep(1)
 
 
-def follow(client: Any, name: str) -> str:
-    """Print the job's output as it grows, until the job ends; returns its final status."""
-    printed = 0
+def follow(client: Any, name: str, printed: list[int]) -> str:
+    """Print the job's output as it grows, from ``printed[0]`` characters on (kept up to date),
+    until the job ends; returns its final status."""
     while True:
         status = str(client.get_job_status(name).value)
         logs = client.get_job_logs(name)
-        if len(logs) > printed:
-            sys.stdout.write(logs[printed:])
+        if len(logs) > printed[0]:
+            sys.stdout.write(logs[printed[0]:])
             sys.stdout.flush()
-            printed = len(logs)
+            printed[0] = len(logs)
         if status in TERMINAL:
             return status
         time.sleep(POLL_S)
