@@ -143,7 +143,8 @@ class TrainingEvaluator(Evaluator):
 
         data = self.data
         if self.can_continue(out):  # an interrupted trial: its run continues from its last epoch
-            result = training.train(resume=out, report=on_epoch, progress=False, data_root=data.root)
+            result = training.train(genotype, resume=out, task=self.task, report=on_epoch, progress=False,
+                                    data_root=data.root)
         else:
             result = training.train(genotype, data.name, task=self.task, head=self.head, config=self.train_config,
                                     space=self.search_space, out=out, report=on_epoch, progress=False,

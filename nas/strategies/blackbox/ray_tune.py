@@ -10,9 +10,10 @@ ASHA, or asynchronous Hyperband, stops poor trials early.
 
 The run folder holds ``config.json``, ``versions.json``, the trial log ``tune-trials.jsonl``
 (a line when a trial starts and one when it ends: plain JSON, what a resume reads), the Tune
-experiment under ``tune/`` (one ``trial_<id>/`` per trial with Tune's ``result.json``,
-``progress.csv``, TensorBoard events and the evaluator's own folder ``train/``; each resume
-adds an experiment of its own, ``tune-2/``, ``tune-3/``, ...), and at the end
+experiment under ``tune/`` (one ``trial_NNNN/`` per trial with Tune's ``result.json`` and
+``progress.csv``; each resume adds an experiment of its own, ``tune-2/``, ``tune-3/``, ...),
+each trial's own folder ``trials/NNNN/`` (the evaluator's), ``tensorboard/`` (a run per trial
+and one of the search), and at the end
 ``genotype.json`` + ``best.json`` (best trial), ``trials.csv``, ``metrics.jsonl`` (one record per
 trial), ``history.png`` (best so far) and, for several objectives, ``pareto.json`` +
 ``pareto/`` + ``pareto.png``.
@@ -22,8 +23,9 @@ experiment's files, and a run folder may come from anyone): it reads the trial l
 finished trials to a new searcher as already evaluated (the Optuna study is rebuilt trial by
 trial with the run's seeded sampler, the unfinished trials left running in it; ASHA's rungs
 are refilled from the finished trials' curves), and starts a new Tune experiment that runs the
-unfinished trials again from their first epoch, under their own numbers, and then the
-remaining ones.
+unfinished trials again, under their own numbers and in their own folders (continuing there
+when the evaluator can, see :meth:`~nas.evaluators.base.Evaluator.can_continue`), and then
+the remaining ones.
 
 >>> from nas.evaluators import evaluator_from_config
 >>> table = evaluator_from_config({"name": "nb201"})  # doctest: +SKIP
@@ -152,7 +154,7 @@ def trial_folder(run_path: str | Path, number: int) -> Path:
 
 
 def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpace, objectives: list[str],
-              run_path: str) -> None:
+              run_path: str, continuing: Sequence[int] = ()) -> None:
     """One Tune trial: evaluate the genotype that ``config`` describes, reporting every epoch.
 
     Each per-epoch report carries ``epoch`` (the scheduler's clock). The evaluator works in the
@@ -178,7 +180,9 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
 
     workdir = trial_folder(run_path, number)
     again = workdir.exists()
-    continues = again and evaluator.can_continue(workdir)
+    # only a trial that this run started before and did not finish continues; anything else in
+    # its folder (such as an earlier search's, in a folder taken over with --overwrite) goes
+    continues = again and number in continuing and evaluator.can_continue(workdir)
     if again and not continues:
         shutil.rmtree(workdir)  # what an interrupted attempt left that cannot be continued: it starts over
     print(f"trial {number:4d} {'continues' if continues else 'started':9s} | {cell} | {workdir}", flush=True)
@@ -339,9 +343,10 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         (more than before extends the search).
     resume: run folder of a stopped search (settings come from its config): read from its
         trial log only, never from Tune's pickled experiment state. Finished trials (complete,
-        stopped early, errored) are kept as they are; unfinished ones run again from their first
-        epoch, under their own numbers, in a new Tune experiment next to the old one
-        (``tune-2/``, ...), followed by the remaining trials.
+        stopped early, errored) are kept as they are; unfinished ones run again, under their own
+        numbers and in their own folders (continuing after their last epoch where the evaluator
+        can), in a new Tune experiment next to the old one (``tune-2/``, ...), followed by the
+        remaining trials.
     address: Ray cluster to attach to (default ``$RAY_ADDRESS``; none: start a local Ray, with
         its dashboard on ``dashboard_host``:``dashboard_port`` behind token authentication).
     cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed); GPUs default
@@ -454,16 +459,18 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
             result = drive(run, space, evaluator, config, log, enqueued, gpus, resumed=resume is not None,
                            progress=progress)
         result.connection = connection
+        if run is not None:
+            run.close()
+        if keep_ray and connection.started_here:  # only after a search that ended well: an error goes first
+            from nas.strategies.blackbox.ray_job import hold_ray
+
+            hold_ray(connection, progress=progress)
     finally:
         if run is not None:
             run.close()
         if connection.started_here:
             import ray
 
-            if keep_ray:
-                from nas.strategies.blackbox.ray_job import hold_ray
-
-                hold_ray(connection, progress=progress)
             ray.shutdown()
     return result
 
@@ -481,7 +488,7 @@ def drive(run: Run, space: SearchSpace, evaluator: Evaluator, config: dict[str, 
     experiment = _fresh_experiment(run)
     trainable = tune.with_resources(
         tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
-                             run_path=str(run.path.resolve())),
+                             run_path=str(run.path.resolve()), continuing=sorted(log.unfinished)),
         {"cpu": config["cpus_per_trial"], "gpu": gpus})
     tuner = _new_tuner(trainable, run, experiment, space, config, log, enqueued, to_run, progress=progress)
     if progress:
@@ -613,7 +620,7 @@ def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, co
         plan = _basic_plan(param_space, enqueued, config["seed"], base + to_run - len(rerun))
         points = [{**params, NUMBER: number} for params, number in zip(rerun, sorted(log.unfinished))] + \
             [{**params, NUMBER: base + index} for index, params in enumerate(plan[base:])]
-        param_space[NUMBER] = -1  # a slot for the number each point sets
+        param_space[NUMBER] = None  # a slot for the number each point sets
         search_alg: Any = BasicVariantGenerator(points_to_evaluate=points, random_state=config["seed"])
     else:
         from nas.strategies.blackbox.ray_searcher import ResumedOptunaSearch
