@@ -6,7 +6,6 @@ Kept apart from :mod:`nas.strategies.blackbox.ray_tune` because it imports Ray, 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ray import tune
 from nas.errors import NasError
 from nas.run import Run
 from nas.space import SearchSpace
-from nas.strategies.blackbox.results import plain
+from nas.strategies.blackbox.results import finite, metric_text, plain
 from nas.strategies.blackbox.sampling import params_to_genotype, short_form
 
 
@@ -139,8 +138,7 @@ class TrialBook(tune.Callback):
 
 def best_value(values: Sequence[Any], direction: str) -> float | None:
     """The best finite number of ``values`` by ``direction`` (``maximize`` / ``minimize``), or None."""
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and math.isfinite(v)]
+    numbers = [float(v) for v in values if finite(v)]
     if not numbers:
         return None
     return max(numbers) if direction == "maximize" else min(numbers)
@@ -215,43 +213,33 @@ class SearchGauges(tune.Callback):
 class TrialLines(tune.Callback):
     """Prints ``trial N started | cell``, ``trial N epoch E | val_acc 0.85 | cell``,
     ``trial N complete | val_acc 0.91 | cell``, ``trial N stopped early after epoch 2 | ...`` and
-    ``trial N ERROR | ...``; N is the trial's number in ``trials.csv`` (``number(trial)``;
-    default: the order Tune created them)."""
+    ``trial N ERROR | ...``; N is the trial's number in ``trials.csv``, ``number(trial)``."""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[str],
-                 number: Callable[[Any], int] | None = None) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[str], *, number: Callable[[Any], int]) -> None:
         self.space = space
         self.objectives = list(objectives)
-        self._by_trial = number
+        self._number = number
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        print(f"trial {self._number(trials, trial):4d} started  | {self._cell(trial)}", flush=True)
+        print(f"trial {self._number(trial):4d} started  | {self._cell(trial)}", flush=True)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
                         **info: Any) -> None:
         if result.get("completed") or result.get("epoch") is None:
             return
-        print(f"trial {self._number(trials, trial):4d} epoch {result['epoch']:3d} | {self._values(result)} | "
+        print(f"trial {self._number(trial):4d} epoch {result['epoch']:3d} | {metric_text(result, self.objectives)} | "
               f"{self._cell(trial)}", flush=True)
-
-    def _values(self, result: dict[str, Any]) -> str:
-        return " ".join(f"{name} {result[name]:.4g}" for name in self.objectives
-                        if isinstance(result.get(name), (int, float)))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        values = self._values(result)
+        values = metric_text(result, self.objectives)
         how = "complete" if result.get("completed") else f"stopped early after epoch {result.get('epoch')}"
-        print(f"trial {self._number(trials, trial):4d} {how} | {values} | {self._cell(trial)}", flush=True)
+        print(f"trial {self._number(trial):4d} {how} | {values} | {self._cell(trial)}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        print(f"trial {self._number(trials, trial):4d} ERROR    | {self._cell(trial)} | see {trial.path}/error.txt",
+        print(f"trial {self._number(trial):4d} ERROR    | {self._cell(trial)} | see {trial.path}/error.txt",
               flush=True)
 
-    def _number(self, trials: list[Any], trial: Any) -> int:
-        if self._by_trial is not None:
-            return self._by_trial(trial)
-        return trials.index(trial) if trial in trials else -1
 
     def _cell(self, trial: Any) -> str:
         try:

@@ -65,6 +65,7 @@ from nas.strategies.blackbox.optuna_search import (
 from nas.strategies.blackbox.ray_cluster import RayConnection, connect_ray
 from nas.strategies.blackbox.results import (
     TrialRecord,
+    metric_text,
     plain,
     print_best,
     table_rows,
@@ -197,12 +198,6 @@ def nas_trial(config: dict[str, Any], *, evaluator: Evaluator, space: SearchSpac
         final["epoch"] = last_epoch[0]
     print(f"trial {number:4d} finished  | {metric_text(metrics, objectives)} | {cell}", flush=True)
     tune.report(final)
-
-
-def metric_text(metrics: dict[str, Any], names: Sequence[str]) -> str:
-    """``val_acc 0.912 params 1.2e+05``: the named metrics that are numbers."""
-    return " ".join(f"{name} {metrics[name]:.4g}" for name in names
-                    if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool))
 
 
 def _check_finite(metrics: dict[str, Any], objectives: Sequence[str], when: str) -> None:
@@ -488,7 +483,7 @@ def drive(run: Run, space: SearchSpace, evaluator: Evaluator, config: dict[str, 
     experiment = _fresh_experiment(run)
     trainable = tune.with_resources(
         tune.with_parameters(nas_trial, evaluator=evaluator, space=space, objectives=list(config["objectives"]),
-                             run_path=str(run.path.resolve()), continuing=sorted(log.unfinished)),
+                             run_path=str(run.path.resolve()), continuing=rerun),
         {"cpu": config["cpus_per_trial"], "gpu": gpus})
     tuner = _new_tuner(trainable, run, experiment, space, config, log, enqueued, to_run, progress=progress)
     if progress:

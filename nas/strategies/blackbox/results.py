@@ -150,6 +150,13 @@ def headline(metrics: dict[str, Any], objectives: Sequence[str]) -> str:
     return " ".join(f"{k} {_fmt(metrics[k])}" for k in keys if finite(metrics.get(k)))
 
 
+def metric_text(metrics: dict[str, Any], names: Sequence[str]) -> str:
+    """``val_acc 0.912 params 1.2e+05``: the named metrics that are numbers (NaN included), for a
+    trial's progress line."""
+    return " ".join(f"{name} {metrics[name]:.4g}" for name in names
+                    if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value / 1e6:.3g}M"
