@@ -477,7 +477,7 @@ def test_nas_search_command_on_the_table(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert sum(line.startswith("trial ") for line in printed.splitlines()) == 12
     config = json.loads((out / "config.json").read_text())
-    assert config["evaluator"]["dataset"] == "cifar100" and config["sampler"] == {"population": 5, "sample_size": 2}
+    assert config["evaluator"]["dataset"] == "cifar100" and config["sampler"] == {"population": 5, "sample_size": 2, "distinct": "function"}
     study = optuna.load_study(study_name="evolution-nb201", storage=f"sqlite:///{out / 'study.db'}")
     assert study.trials[0].user_attrs["enqueued"] == "NB201_RESNET"
     assert Genotype.load(out / "genotype.json") == from_nb201_string(json.loads(

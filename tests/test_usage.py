@@ -81,7 +81,7 @@ def refused(argv: list[str], capsys, root: Path, *named: str) -> str:
 # (argv, texts the one line must hold)
 USAGE = [
     # unknown choices: the valid ones, never the usage block
-    (["search", "--strategy", "x"], ["--strategy", "unknown value 'x'", "choose from darts, evolution, gdas, nsga2"]),
+    (["search", "--strategy", "x"], ["--strategy", "unknown value 'x'", "choose from darts, evolution, gdas, local, nsga2"]),
     (["search", "--nb201-dataset", "imagenet"], ["--nb201-dataset", "'imagenet'", "cifar10, cifar100"]),
     (["export", "DARTS_V2", "--checkpoint", "first"], ["--checkpoint", "'first'", "last, best"]),
     (["search", "--order", "3"], ["--order", "3 is not one of 1, 2"]),

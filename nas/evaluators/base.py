@@ -31,6 +31,7 @@ class Evaluator(ABC):
     objective: str = "val_acc"
     space: str = ""
     trial_settings: type | None = None  # the settings dataclass that ``--trial-setting NAME=VALUE`` sets, if any
+    reports_epochs: bool = False  # whether evaluate calls ``report`` per epoch (what pruners and schedulers act on)
 
     @abstractmethod
     def evaluate(self, genotype: Genotype, *, report: Report | None = None,

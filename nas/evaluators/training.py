@@ -124,6 +124,8 @@ class TrainingEvaluator(Evaluator):
         return (QUALITY[self.task] + ("train_loss",) + sizes + held_out
                 + (("latency_ms",) if self.measure_latency else ()))
 
+    reports_epochs = True
+
     def can_continue(self, workdir: Path) -> bool:
         """A trial's training that wrote its settings and an epoch checkpoint continues from it."""
         return (Path(workdir) / "config.json").is_file() and (Path(workdir) / "checkpoints" / "last.pt").is_file()

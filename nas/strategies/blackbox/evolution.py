@@ -100,6 +100,10 @@ class RegularizedEvolutionSampler(BaseSampler):
                     values: Sequence[float] | None) -> None:
         self._children.pop(trial.number, None)
 
+    def forget(self, number: int) -> None:
+        """Plan trial ``number``'s child again (a new tournament and mutation)."""
+        self._children.pop(number, None)
+
     # -- evolution ------------------------------------------------------------------------------
     def _population(self, study: Study) -> list[FrozenTrial]:
         if len(study.directions) != 1:

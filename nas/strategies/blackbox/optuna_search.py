@@ -50,10 +50,12 @@ from nas.genotype import Genotype, resolve_genotype
 from nas.run import Run
 from nas.space import SearchSpace, load_space, space_from_dict
 from nas.strategies.blackbox.board import TrialBoard
+from nas.strategies.blackbox.distinct import DistinctSampler, cell_key
 from nas.strategies.blackbox.evolution import (
     RegularizedEvolutionSampler,
     genotype_mutation,
 )
+from nas.strategies.blackbox.local import LocalSearchSampler
 from nas.strategies.blackbox.results import (
     TrialRecord,
     finite,
@@ -72,7 +74,7 @@ from nas.strategies.blackbox.sampling import (
 from nas.strategies.blackbox.seeded import TrialSeededSampler, not_evaluated
 from nas.strategies.blackbox.settings import DEFAULT_POPULATION, PRUNERS
 
-STRATEGIES = ("random", "tpe", "evolution", "nsga2")
+STRATEGIES = ("random", "tpe", "evolution", "local", "nsga2")
 # metrics a multi-objective search minimises; every other objective is maximised
 MINIMISED_METRICS = ("params", "macs", "latency_ms", "activation_mib", "loss", "val_loss", "train_loss")
 # a trial whose process stopped is failed by another worker once its heartbeat is this old
@@ -103,7 +105,7 @@ class BlackboxResult:
 # -- building blocks ------------------------------------------------------------------------------
 def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed: int | None = None,
                  population: int | None = None, sample_size: int | None = None,
-                 multi_objective: bool = False) -> BaseSampler:
+                 multi_objective: bool = False, distinct: str = "off", start: int | None = None) -> BaseSampler:
     """The Optuna sampler of a strategy, as a :class:`~nas.strategies.blackbox.seeded.TrialSeededSampler`:
     each trial's suggestion depends on ``seed``, the study's finished trials and the trial's
     index only, so a resumed search or a second worker continues as one uninterrupted process would.
@@ -111,25 +113,49 @@ def make_sampler(strategy: str, space: SearchSpace | str | None = None, *, seed:
     random: ``RandomSampler``; tpe: multivariate, grouped ``TPESampler`` (handles the
     conditional block parameters of chain spaces); evolution:
     :class:`RegularizedEvolutionSampler` (``population`` P = 20, ``sample_size`` S = 5 unless
-    given; mutates genotypes of ``space`` when given, else one parameter); nsga2:
-    ``NSGAIISampler`` (``population`` = 20 unless given).
+    given; mutates genotypes of ``space`` when given, else one parameter); local:
+    :class:`~nas.strategies.blackbox.local.LocalSearchSampler` (climbs after ``start`` random or
+    enqueued trials, default 1); nsga2: ``NSGAIISampler`` (``population`` = 20 unless given).
+
+    distinct: ``function``, ``same`` or ``off`` (:mod:`nas.strategies.blackbox.distinct`):
+    whether a proposal whose cell the study holds is drawn again (needs ``space``).
     """
     if strategy not in STRATEGIES:
         raise NasError(f"unknown black-box strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if population is not None and population < 2:
         raise NasError(f"--population must be at least 2, got {population}")
-    if strategy == "evolution" and multi_objective:
-        raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
+    if strategy in ("evolution", "local") and multi_objective:
+        raise NasError(f"{strategy} optimises one objective; use --strategy nsga2 (or random/tpe) "
                        "for several objectives")
+    key = cell_key(distinct if distinct != "off" else "same")
+    if space is not None:
+        space = load_space(space)
+    elif strategy == "local" or distinct != "off":
+        raise NasError(f"--strategy {strategy} with distinct={distinct!r} needs the search space")
     make = functools.partial(strategy_sampler, strategy, genotype_mutation(space) if space is not None else None,
-                             population, sample_size)
+                             population, sample_size, LocalStart(space, key, start or 1) if strategy == "local"
+                             else None)
     make(seed)  # the settings are checked now, not at the first trial
-    return TrialSeededSampler(make, seed)
+    sampler = TrialSeededSampler(make, seed)
+    return sampler if distinct == "off" else DistinctSampler(sampler, space, key)
+
+
+class LocalStart:
+    """What local search's sampler is made of, as an object ``pickle`` can store (Ray Tune pickles
+    its searcher)."""
+
+    def __init__(self, space: SearchSpace, key: Callable[[Genotype], str], start: int) -> None:
+        self.space, self.key, self.start = space, key, start
+
+    def __call__(self, seed: int | None) -> BaseSampler:
+        return LocalSearchSampler(self.space, self.key, start=self.start, seed=seed)
 
 
 def strategy_sampler(strategy: str, mutate: Any, population: int | None, sample_size: int | None,
-                     seed: int | None) -> BaseSampler:
+                     local: LocalStart | None, seed: int | None) -> BaseSampler:
     """One trial's sampler of ``strategy`` (see :func:`make_sampler`)."""
+    if local is not None:
+        return local(seed)
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy == "tpe":
@@ -144,6 +170,13 @@ def strategy_sampler(strategy: str, mutate: Any, population: int | None, sample_
             population_size=population, sample_size=min(5, population) if sample_size is None else sample_size,
             mutate=mutate, seed=seed)
     return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+
+
+def check_pruner(name: str, evaluator: Evaluator, option: str = "--pruner") -> None:
+    """Refuse early stopping (a pruner, a scheduler) that ``evaluator`` gives nothing to act on."""
+    if name != "none" and not evaluator.reports_epochs:
+        raise NasError(f"{option} {name} stops trials on their per-epoch results, and this evaluator "
+                       f"({type(evaluator).__name__}) reports none; drop {option} (or use a training evaluator)")
 
 
 def make_pruner(name: str, *, max_resource: int | None = None) -> optuna.pruners.BasePruner:
@@ -169,6 +202,9 @@ def parse_objectives(text: str | Sequence[str] | None, evaluator: Evaluator) -> 
         raise NasError(f"--objectives names a metric twice: {','.join(names)}")
     provided = getattr(evaluator, "provides", None)
     for name in names:
+        if name.startswith("test"):
+            raise NasError(f"objective {name!r} is read from a test split, and no test data may steer a search; "
+                           f"optimise a validation metric ({evaluator.objective}) and read {name} afterwards")
         if provided is not None and name not in provided:
             raise NasError(f"objective {name!r} is not measured by this evaluator; it gives "
                            f"{', '.join(provided)}")
@@ -442,7 +478,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                     out: str | Path | None = None, resume: str | Path | None = None, seed: int = 0,
                     storage: str | None = None, study_name: str | None = None,
                     objectives: str | Sequence[str] | None = None, enqueue: Iterable[str | Genotype] = (),
-                    pruner: str = "none", progress: bool = True, **sampler_kw: Any) -> BlackboxResult:
+                    pruner: str = "none", progress: bool = True, budget_epochs: int | None = None,
+                    warm: dict[str, Any] | None = None, **sampler_kw: Any) -> BlackboxResult:
     """Search ``space`` with a black-box strategy; every trial is one ``evaluator.evaluate``.
 
     strategy: ``random``, ``tpe``, ``evolution`` or ``nsga2``.
@@ -457,7 +494,12 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         maximises, more make a multi-objective search (params, macs, latency_ms minimised).
     enqueue: reference names, genotype files or genotypes evaluated first.
     pruner: ``none``, ``sha`` or ``hyperband`` on the evaluator's per-epoch reports.
-    sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2).
+    budget_epochs: stop once the trials have trained this many epochs in all (a pruned trial
+        counts the epochs it ran); ``trials`` still caps the number of trials.
+    warm: what a warm start cost (:meth:`~nas.strategies.blackbox.warm.WarmStart.record`), kept
+        in ``config.json``; its cells come in ``enqueue``.
+    sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2), ``distinct`` and
+        ``start`` (see :func:`make_sampler`).
 
     Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
     trial, as it finishes), ``tensorboard/`` (a run per trial and ``search``, see
@@ -474,7 +516,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             raise NasError(f"run {run.path} searched space {config.get('space')!r}, not {space.name!r}")
         strategy, seed, storage = config["strategy"], config["seed"], config["storage"]
         study_name, objectives, pruner = config["study_name"], config["objectives"], config["pruner"]
-        sampler_kw = config.get("sampler", {})
+        sampler_kw = {k: v for k, v in config.get("sampler", {}).items() if v is not None}
+        budget_epochs = config.get("budget_epochs")
         run_id = config["run_id"]
         if storage == MEMORY_STORAGE:
             raise NasError(f"run {run.path} kept its study in memory, so it cannot be resumed; "
@@ -491,10 +534,13 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         if pruner != "none" and len(objectives) > 1:
             raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
                            "only); drop --pruner or use one objective")
+        if budget_epochs is not None and len(objectives) > 1:
+            raise NasError("--budget-epochs counts the epochs each trial reports, which a multi-objective study "
+                           "does not record; use --trials, or one objective")
         # every setting is checked before the run folder exists: the sampler's, the enqueued
         # genotypes (in this space) and a storage of the user's own
-        sampler = make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1,
-                               population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+        sampler_kw = {k: v for k, v in sampler_kw.items() if v is not None}
+        sampler = make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1, **sampler_kw)
         enqueue = list(enqueue)
         enqueued = [enqueue_item(item, space) for item in enqueue]
         study_storage = open_storage(storage) if storage is not None else None
@@ -506,7 +552,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                                 **evaluator.config()},
                   "objectives": list(objectives), "directions": objective_directions(objectives, evaluator),
                   "trials": trials, "seed": seed, "storage": storage, "study_name": study_name,
-                  "pruner": pruner, "sampler": dict(sampler_kw),
+                  "pruner": pruner, "sampler": dict(sampler_kw), "budget_epochs": budget_epochs,
+                  **({"warm_start": warm} if warm else {}),
                   "enqueue": [label for label, _ in enqueued], "enqueue_params": [params for _, params in enqueued],
                   "run_id": run_id}
         run = Run.create(strategy, config, out=out, name=space.name)
@@ -537,8 +584,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         # every trial seeds its own sampler (seed, trial index): a resumed run or a second worker
         # continues the search instead of replaying or forking the random stream of the first
         if resume is not None:  # a new search made its sampler when it checked the settings
-            sampler = make_sampler(strategy, space, seed=seed, multi_objective=multi,
-                                   population=sampler_kw.get("population"), sample_size=sampler_kw.get("sample_size"))
+            sampler = make_sampler(strategy, space, seed=seed, multi_objective=multi, **sampler_kw)
         study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler,
                                   pruner=make_pruner(pruner, max_resource=max_epochs))
         enqueue_once(study, run_id, list(zip(config.get("enqueue", []), config.get("enqueue_params", []))))
@@ -556,8 +602,14 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         objective = make_objective(space, evaluator, objectives, workdir=run.path / "trials",
                                    trial_attrs={"run": run_id, "worker": _worker_id()}, board=board)
         logger = _TrialLogger(run, objectives, directions, progress=progress, board=board)
+        callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [logger]
+        if budget_epochs is not None:
+            budget = EpochBudget(budget_epochs, run_id)
+            callbacks.append(budget)
+            if budget.spent(study) >= budget_epochs:
+                remaining = 0
         try:
-            study.optimize(objective, n_trials=remaining, callbacks=[logger], gc_after_trial=False)
+            study.optimize(objective, n_trials=remaining, callbacks=callbacks, gc_after_trial=False)
         except KeyboardInterrupt:
             if progress:
                 print(f"search interrupted; continue it with: nas search --resume {run.path}", file=sys.stderr)
@@ -576,6 +628,22 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             opened.engine.dispose()
         optuna.logging.set_verbosity(previous_verbosity)
     return result
+
+
+class EpochBudget:
+    """Optuna callback: stop the study once run ``run_id``'s trials have reported ``budget``
+    epochs in all (a trial reports each epoch it trains, so a pruned trial counts what it ran)."""
+
+    def __init__(self, budget: int, run_id: str) -> None:
+        self.budget = budget
+        self.run_id = run_id
+
+    def spent(self, study: optuna.Study) -> int:
+        return sum(len(t.intermediate_values) for t in counted_trials(study, self.run_id))
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.spent(study) >= self.budget:
+            study.stop()
 
 
 def trial_log_record(trial: FrozenTrial, complete: Sequence[FrozenTrial], directions: Sequence[str]) -> dict[str, Any]:

@@ -325,6 +325,7 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                max_concurrent: int | None = None, scheduler: str = "asha", grace_period: int = 1,
                reduction_factor: float = 2, objectives: str | Sequence[str] | None = None,
                ray_search: str = "optuna", population: int | None = None, sample_size: int | None = None,
+               distinct: str = "off", start: int | None = None, warm: dict[str, Any] | None = None,
                enqueue: Iterable[str | Genotype] = (), max_epochs: int | None = None,
                dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
                job: bool = False, keep_ray: bool = False, reuse_actors: bool = False,
@@ -354,6 +355,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         objective would cut small models that belong to the Pareto front.
     objectives: metric names (``"val_acc,params"``); several make a multi-objective search.
     population, sample_size: evolution's P and S, NSGA-II's population.
+    distinct, start: see :func:`~nas.strategies.blackbox.optuna_search.make_sampler`.
+    warm: what a warm start cost (kept in ``config.json``); its cells come in ``enqueue``.
     enqueue: reference names, genotype files or genotypes evaluated first.
     max_epochs: epochs a trial trains (default: the evaluator's ``epochs``); places the
         scheduler's rungs.
@@ -391,8 +394,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if strategy == "nsga2" and len(objective_names) == 1 and "params" in getattr(evaluator, "provides", ()):
             objective_names.append("params")  # NSGA-II is a multi-objective method
         multi = len(objective_names) > 1
-        if multi and strategy == "evolution":
-            raise NasError("evolution optimises one objective; use --strategy nsga2 (or random/tpe) "
+        if multi and strategy in ("evolution", "local"):
+            raise NasError(f"{strategy} optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
         enqueued = [params for _, params in (enqueue_item(g if isinstance(g, Genotype) else str(g), space)
                                              for g in enqueue)]
@@ -406,7 +409,9 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                   "reduction_factor": reduction_factor,
                   "max_epochs": max_epochs or getattr(evaluator, "epochs", None),
                   "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                  "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size},
+                  "max_concurrent": max_concurrent, "sampler": {"population": population, "sample_size": sample_size,
+                                                               "distinct": distinct, "start": start},
+                  **({"warm_start": warm} if warm else {}),
                   "enqueue": [g if isinstance(g, str) else short_form(g) for g in enqueue],
                   "enqueue_params": enqueued, "trial_log": TRIAL_LOG, "reuse_actors": reuse_actors}
 
@@ -622,8 +627,7 @@ def _new_tuner(trainable: Any, run: Run, experiment: str, space: SearchSpace, co
 
         # per-trial seeds (seed, trial index): a rebuilt study continues as an uninterrupted one
         sampler = make_sampler(config["strategy"], space, seed=config["seed"], multi_objective=multi,
-                               population=config["sampler"]["population"],
-                               sample_size=config["sampler"]["sample_size"])
+                               **{k: v for k, v in config["sampler"].items() if v is not None})
         previous = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not the note that a study was created
         try:

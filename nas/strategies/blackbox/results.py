@@ -77,6 +77,21 @@ def pareto_front(values: Sequence[Sequence[float]], directions: Sequence[str]) -
             if not any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a)) for b in scored)]
 
 
+def distinct_members(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """``records`` without a repeated or functionally identical cell (the first of each stays):
+    a front that a search without ``--distinct`` filled with repeats lists each cell once."""
+    from nas.strategies.blackbox.distinct import function_key
+
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        key = function_key(record.genotype)
+        if key not in seen:
+            seen.add(key)
+            kept.append(record)
+    return kept
+
+
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -126,6 +141,7 @@ def write_results(run: Run, records: Sequence[TrialRecord], objectives: Sequence
     front = [done[i] for i in pareto_front([[float(r.metrics[o]) for o in objectives] for r in done], directions)]
     first = 1 if directions[0] == "maximize" else -1
     front.sort(key=lambda r: (-first * float(r.metrics[objectives[0]]), r.number))
+    front = distinct_members(front)
     best = front[0]
     best.genotype.save(run.path / "genotype.json")
     run.write_json("best.json", {"trial": best.number, **best.info, "values": _values(best, objectives),

@@ -13,9 +13,10 @@ from nas.config import check
 from nas.errors import NasError
 from nas.evaluators import Evaluator, evaluator_from_config
 from nas.run import Run
-from nas.space import SearchSpace
-from nas.strategies.blackbox.optuna_search import load_space_definition, search_blackbox
-from nas.strategies.blackbox.settings import DEFAULT_TRIALS, BlackboxSettings
+from nas.space import SearchSpace, load_space
+from nas.strategies.blackbox.optuna_search import check_pruner, load_space_definition, search_blackbox
+from nas.strategies.blackbox.settings import BUDGET_TRIALS, DEFAULT_POPULATION, DEFAULT_TRIALS, WARM_TOP, BlackboxSettings
+from nas.strategies.blackbox.warm import proxy_scorer, warm_start
 
 
 def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSettings, *,
@@ -41,8 +42,30 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     if evaluator is None:
         raise NasError("a black-box search scores genotypes with an evaluator; pass one "
                        "(nas.evaluators.evaluator_from_config({'name': 'train', ...}))")
-    trials = DEFAULT_TRIALS if trials is None else trials
+    if trials is None:  # with an epoch budget, the budget ends the search
+        trials = BUDGET_TRIALS if settings.budget_epochs is not None else DEFAULT_TRIALS
     objectives = list(settings.objectives) if settings.objectives else None
+    check_pruner(settings.pruner, evaluator)
+    scheduler = settings.scheduler
+    if scheduler == "auto":
+        scheduler = "asha" if evaluator.reports_epochs else "none"
+    check_pruner(scheduler, evaluator, "--scheduler")
+    if settings.budget_epochs is not None and not evaluator.reports_epochs:
+        raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
+    distinct = "off" if backend == "ray" and settings.ray_search == "basic" else settings.distinct
+    sampler = {"population": settings.population, "sample_size": settings.sample_size, "distinct": distinct}
+    enqueue = list(settings.enqueue)
+    warm = None
+    if settings.warm_start is not None and resume is None:
+        space = load_space(space)
+        top = settings.warm_top or (settings.population or DEFAULT_POPULATION if strategy == "evolution" else WARM_TOP)
+        warm = warm_start(space, proxy_scorer(settings.warm_start, evaluator, space), proxy=settings.warm_start,
+                          sample=settings.warm_sample, top=top, seed=seed, distinct=distinct)
+        enqueue += warm.genotypes
+        if strategy == "local":
+            sampler["start"] = len(enqueue)
+        if progress:
+            print(warm.line(trials), flush=True)
     given = [name for name, on in (("keep-ray", settings.keep_ray), ("no-ray-job", not settings.ray_job),
                                    ("reuse-actors", settings.reuse_actors)) if on]
     if backend != "ray" and given:
@@ -50,6 +73,8 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     if backend == "ray":
         if settings.pruner != "none":
             raise NasError("--pruner belongs to --backend optuna; with --backend ray use --scheduler asha|hyperband")
+        if settings.budget_epochs is not None:
+            raise NasError("--budget-epochs belongs to --backend optuna; with --backend ray set --trials")
         if settings.storage or settings.study_name:
             raise NasError("--storage and --study-name belong to --backend optuna; a Ray Tune search keeps its "
                            "trials in <run>/tune-trials.jsonl (resume it with --resume RUN)")
@@ -61,14 +86,14 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
         return search_ray(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                           address=settings.ray_address, cpus_per_trial=settings.cpus_per_trial,
                           gpus_per_trial=settings.gpus_per_trial, max_concurrent=settings.max_concurrent,
-                          scheduler=settings.scheduler, grace_period=settings.grace_period,
+                          scheduler=scheduler, grace_period=settings.grace_period,
                           reduction_factor=settings.reduction_factor, objectives=objectives,
-                          ray_search=settings.ray_search, population=settings.population,
-                          sample_size=settings.sample_size, enqueue=settings.enqueue,
+                          ray_search=settings.ray_search, enqueue=enqueue, **sampler,
+                          warm=warm.record() if warm else None,
                           dashboard_host=settings.dashboard_host, dashboard_port=settings.dashboard_port,
                           job=settings.ray_job, keep_ray=settings.keep_ray, reuse_actors=settings.reuse_actors,
                           progress=progress)
     return search_blackbox(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                            storage=settings.storage, study_name=settings.study_name, objectives=objectives,
-                           enqueue=settings.enqueue, pruner=settings.pruner, progress=progress,
-                           population=settings.population, sample_size=settings.sample_size)
+                           enqueue=enqueue, pruner=settings.pruner, progress=progress,
+                           budget_epochs=settings.budget_epochs, warm=warm.record() if warm else None, **sampler)

@@ -89,6 +89,13 @@ class TrialSeededSampler(BaseSampler):
     def reseed_rng(self) -> None:
         """Nothing to do: every trial's sampler has its own seed already."""
 
+    def redraw(self, study: Study, trial: FrozenTrial) -> None:
+        """Let the trial's sampler propose again (the next draws of its random stream); a sampler
+        that plans a trial's proposal once (evolution's child) forgets that plan."""
+        forget = getattr(self.sampler_for(study, trial), "forget", None)
+        if forget is not None:
+            forget(trial.number)
+
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         sampler = self.sampler_for(study, trial)
         sampler.before_trial(study, trial)

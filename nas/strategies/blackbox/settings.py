@@ -8,18 +8,22 @@ from nas.config import setting
 from nas.errors import NasError
 
 DEFAULT_TRIALS = 50
+BUDGET_TRIALS = 100_000  # the trial cap of a search that --budget-epochs ends
 DEFAULT_POPULATION = 20  # evolution's P and NSGA-II's population when --population is unset
 BACKENDS = ("optuna", "ray")
 PRUNERS = ("none", "sha", "hyperband")
-SCHEDULERS = ("asha", "hyperband", "none")
+SCHEDULERS = ("auto", "asha", "hyperband", "none")
 RAY_SEARCHES = ("optuna", "basic")
+DISTINCT = ("function", "same", "off")
+WARM_SAMPLE = 1000
+WARM_TOP = 10  # cells a warm start evaluates first, unless evolution's population says otherwise
 
 
 @dataclass(frozen=True)
 class BlackboxSettings:
     """How a black-box search runs; unset (``None``) values take the defaults named in their help."""
 
-    trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}); with --resume: the total, "
+    trials: int | None = setting(None, f"trials to evaluate (default {DEFAULT_TRIALS}; with --budget-epochs: as many as the budget allows); with --resume: the total, "
                                  "counting the trials already finished (default: the run's own)", min=1)
     objectives: tuple[str, ...] | None = setting(
         None, "comma-separated metrics; several make a multi-objective search that maximises the first (val_acc; "
@@ -30,6 +34,22 @@ class BlackboxSettings:
     population: int | None = setting(None, "evolution: population size P; nsga2: population per generation "
                                      "(default 20 for both)", min=2)
     sample_size: int | None = setting(None, "evolution: tournament size S (default 5, at most the population)", min=1)
+    distinct: str = setting("function", "skip proposals whose cell is already evaluated, so --trials counts "
+                            "evaluations actually made: function: the same function (NAS-Bench-201: after dropping "
+                            "dead edges, isomorphic cells too); same: the same genotype; off: evaluate repeats "
+                            "(--ray-search basic: always off)", choices=DISTINCT)
+    warm_start: str | None = setting(None, "rank --warm-sample random cells by this zero-cost proxy and evaluate the "
+                                     "best --warm-top first (evolution: as its first population; local: climbing from "
+                                     "the best); the proxy's cost is reported apart from --trials: naswot, synflow, "
+                                     "snip, grad_norm, jacov, params (computed on the data set, see --zc-data), or "
+                                     "nb201-naswot (the NAS-Bench-201 table's published NASWOT scores)",
+                                     metavar="PROXY")
+    warm_sample: int = setting(WARM_SAMPLE, "warm start: random distinct cells to rank by the proxy", min=1)
+    warm_top: int | None = setting(None, "warm start: best-ranked cells to evaluate first (default: evolution's "
+                                   f"population, else {WARM_TOP})", min=1)
+    budget_epochs: int | None = setting(None, "stop the search once its trials have trained this many epochs in all "
+                                        "(pruned trials count the epochs they ran): the budget of a multi-fidelity "
+                                        "search with --pruner sha|hyperband (with --strategy tpe: BOHB-style)", min=1)
     backend: str = setting("optuna", "optuna: trials run in this process; ray: trials run as Ray Tune trials",
                            choices=BACKENDS)
     # backend optuna
@@ -51,8 +71,9 @@ class BlackboxSettings:
                                            "share a GPU); default 1 when the cluster has GPUs, else 0", min=0)
     max_concurrent: int | None = setting(None, "backend ray: at most this many trials at once (default: as many "
                                          "as the resources allow)", min=1)
-    scheduler: str = setting("asha", "backend ray: early stopping on the per-epoch objective: asha, "
-                             "hyperband (asynchronous, 3 brackets) or none; always off with several objectives", choices=SCHEDULERS)
+    scheduler: str = setting("auto", "backend ray: early stopping on the per-epoch objective: asha, "
+                             "hyperband (asynchronous, 3 brackets) or none (auto: asha for evaluators that report per "
+                             "epoch, none for the others); always off with several objectives", choices=SCHEDULERS)
     grace_period: int = setting(1, "backend ray: epochs every trial trains before it may be stopped", min=1)
     reduction_factor: float = setting(2.0, "backend ray: keep the best 1/F of trials at each rung", min=1,
                                       min_open=True)
@@ -72,6 +93,12 @@ class BlackboxSettings:
     def check_together(self) -> None:
         """The checks that involve several fields (:func:`nas.config.check` calls it)."""
         population = DEFAULT_POPULATION if self.population is None else self.population
+        if self.warm_top is not None and self.warm_start is None:
+            raise NasError("--warm-top belongs to a warm start; add --warm-start PROXY or drop it")
+        top = self.warm_top or WARM_TOP
+        if self.warm_start is not None and top > self.warm_sample:
+            raise NasError(f"--warm-top {top} is more than the {self.warm_sample} cells --warm-sample ranks; "
+                           "choose a larger --warm-sample or a smaller --warm-top")
         if self.sample_size is not None and self.sample_size > population:
             raise NasError(f"--sample-size {self.sample_size} is larger than the population ({population}"
                            f"{'' if self.population is not None else ', the default'}): a tournament draws from "

@@ -1,5 +1,5 @@
-"""The black-box strategies: ``random``, ``tpe``, ``evolution`` (regularized, aging) and
-``nsga2``, each an Optuna sampler over define-by-run genotypes; ``backend`` runs the trials in
+"""The black-box strategies: ``random``, ``tpe``, ``evolution`` (regularized, aging), ``local``
+(local search) and ``nsga2``, each an Optuna sampler over define-by-run genotypes; ``backend`` runs the trials in
 this process (Optuna) or as Ray Tune trials. The search itself is
 :func:`nas.strategies.blackbox.search.search`.
 
@@ -50,6 +50,11 @@ class TPE(BlackboxStrategy):
 @register_strategy
 class Evolution(BlackboxStrategy):
     name = "evolution"
+
+
+@register_strategy
+class LocalSearch(BlackboxStrategy):
+    name = "local"
 
 
 @register_strategy
