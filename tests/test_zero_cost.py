@@ -1,6 +1,6 @@
 """Zero-cost proxies: each checked against a value worked out by hand on a network of two or
 three layers with set weights; the evaluator on a real NAS-Bench-201 cell (images made here);
-the mistakes a user can make."""
+the ``nas search --evaluator zc`` command; the mistakes a user can make."""
 from __future__ import annotations
 
 import json
@@ -201,3 +201,30 @@ def test_mistakes_name_what_to_do(tmp_path: Path) -> None:
     zc.images = zc.images[:, :, :2, :2]  # images too small for two reductions
     with pytest.raises(NasError, match="network of this genotype cannot take the 32x32 RGB images"):
         zc.evaluate(from_nb201_string(ARCH))
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_nas_search_with_the_zero_cost_evaluator(tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+
+    root = image_folder(tmp_path / "imgs")
+    out = tmp_path / "run"
+    assert main(["search", "--space", "nb201", "--strategy", "random", "--trials", "2", "--evaluator", "zc",
+                 "--zc-proxy", "synflow,naswot", "--zc-data", str(root), "--zc-batch-size", "2", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["evaluator"]
+    assert config["proxy"] == ["synflow", "naswot"] and config["batch_size"] == 2 and config["data"] == str(root)
+    best = json.loads((out / "best.json").read_text())["values"]
+    assert set(best) == {"synflow"} and best["synflow"] > 0
+    capsys.readouterr()
+    for argv, message in ((["--zc-proxy", "fisher"], "--zc-proxy fisher: unknown zero-cost proxy 'fisher'"),
+                          (["--zc-batch-size", "1"], "--zc-batch-size: must be in [2, 4096], got 1"),
+                          (["--zc-data", str(tmp_path / "none")], "zero-cost image data"),
+                          (["--trial-layers", "5"], "--trial-layers does not apply to the zc evaluator")):
+        code = main(["search", "--space", "nb201", "--strategy", "random", "--evaluator", "zc",
+                     "--zc-data", str(root), *argv, "--out", str(tmp_path / "refused")])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert main(["search", "--space", "nb201", "--strategy", "random", "--zc-proxy", "snip",
+                 "--out", str(tmp_path / "refused")]) == 2
+    assert "--zc-proxy applies to --evaluator zc" in capsys.readouterr().err

@@ -37,7 +37,10 @@ DEFAULT_EVALUATOR = "train"
 TRIAL_OPTIONS = ("epochs_per_trial", "trial_batch_size", "trial_init_channels", "trial_layers")
 # every option of the evaluator group (unset: None, or [] for --trial-setting)
 EVALUATOR_OPTIONS = ("evaluator", "nb201_root", "nb201_dataset", *TRIAL_OPTIONS, "trial_setting", "task_head", "ann",
-                     "images", "masks", "num_classes")
+                     "images", "masks", "num_classes", "zc_proxy", "zc_data", "zc_batch_size")
+ZC_OPTIONS = ("zc_proxy", "zc_data", "zc_batch_size")
+# --dataset values that name the zero-cost batch's normalisation (digits, the search's default, leaves it to the data)
+ZC_DATASETS = ("cifar10", "cifar100", "imagefolder")
 # the options of every search; the strategies' settings get options under the other names
 COMMON_OPTIONS = ("strategy", "space", "dataset", "data_root", "seed", "out", "overwrite", "resume", "device",
                   *EVALUATOR_OPTIONS)
@@ -86,19 +89,29 @@ def _add_evaluator_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     g = p.add_argument_group(
         "evaluator of black-box strategies",
         "each trial scores one genotype by a short training run (--evaluator train), a NAS-Bench-201 table lookup "
-        "(--evaluator nb201) or a short detection / segmentation training run with the genotype as backbone "
-        "(--evaluator detection|segmentation)")
+        "(--evaluator nb201), zero-cost proxies of the untrained network (--evaluator zc) or a short detection / "
+        "segmentation training run with the genotype as backbone (--evaluator detection|segmentation)")
     return [
         g.add_argument("--evaluator",
                        help="train (default): train each genotype briefly on --dataset and select on a held-out 20%% of its "
                        "training images; nb201: look the cell up in the NAS-Bench-201 tables (space "
-                       "nb201; a search takes seconds); detection / segmentation: train a detector (objective "
-                       "map) or segmenter (miou) on the genotype backbone, on generated shapes unless --dataset "
-                       "coco / voc"),
+                       "nb201; a search takes seconds); zc: score the untrained network by a zero-cost proxy on "
+                       "one mini-batch (about a second per trial); detection / segmentation: train a detector "
+                       "(objective map) or segmenter (miou) on the genotype backbone, on generated shapes unless "
+                       "--dataset coco / voc"),
         g.add_argument("--nb201-root", metavar="DIR", help="folder with the NAS-Bench-201 CSV tables (default "
                        "../shared/data/nas-bench-201 when present)"),
         g.add_argument("--nb201-dataset", choices=("cifar10", "cifar100", "imagenet16-120"),
                        help="nb201: which of the benchmark's data sets the table answers for (default cifar10)"),
+        g.add_argument("--zc-proxy", metavar="NAME[,NAME...]",
+                       help="zc: the proxy to maximise, or several (each is recorded; the first is the objective): "
+                       "naswot (default), synflow, snip, grad_norm, jacov, params"),
+        g.add_argument("--zc-data", metavar="PATH", help="zc: folder or zip of <class>/<image> folders (optionally "
+                       "in train/) to draw the mini-batch from (default ../shared/data/cifar10-jpeg when present); "
+                       "--dataset cifar10|cifar100|imagefolder picks its normalisation (default: CIFAR-10's for "
+                       "CIFAR-10's classes, else the images' own statistics)"),
+        g.add_argument("--zc-batch-size", type=number(int, min=2, max=4096), metavar="N",
+                       help="zc: images in the mini-batch, drawn once with --seed (default 64)"),
         g.add_argument("--epochs-per-trial", type=setting_type(TrainConfig, "epochs"),
                        help=f"train / detection / segmentation: training epochs per trial (default "
                        f"{EPOCHS_PER_TRIAL})"),
@@ -193,6 +206,12 @@ def evaluator_config(args: argparse.Namespace, space: Any, settings: Any) -> dic
     name = DEFAULT_EVALUATOR if args.evaluator is None else args.evaluator
     if name not in EVALUATORS:
         raise NasError(f"--evaluator {name}: unknown evaluator; choose from {', '.join(sorted(EVALUATORS))}")
+    if name != "zc":
+        given = [option for option in ZC_OPTIONS if getattr(args, option, None) is not None]
+        if given:
+            raise NasError(f"--{given[0].replace('_', '-')} applies to --evaluator zc")
+    if name == "zc":
+        return zero_cost_config(args, space)
     trial = trial_settings(args.trial_setting, name)
     if name == "nb201":
         if args.trial_setting:
@@ -222,6 +241,28 @@ def evaluator_config(args: argparse.Namespace, space: Any, settings: Any) -> dic
     else:
         config = {"name": name}
     return {k: v for k, v in {**config, **trial}.items() if v is not None}
+
+
+def zero_cost_config(args: argparse.Namespace, space: Any) -> dict[str, Any]:
+    """The ``zc`` evaluator's config: the proxies, data, batch size, and the search's seed and device."""
+    from nas.evaluators.zero_cost import check_proxies
+
+    given = [option for option in (*TRIAL_OPTIONS, "nb201_root", "nb201_dataset", "task_head")
+             if getattr(args, option) is not None]
+    if args.trial_setting or given:
+        option = "trial-setting" if args.trial_setting else given[0].replace("_", "-")
+        raise NasError(f"--{option} does not apply to the zc evaluator, which trains nothing and reads no table")
+    if args.dataset not in ("digits", *ZC_DATASETS):
+        raise NasError(f"--dataset {args.dataset}: the zc evaluator reads the images of --zc-data; --dataset only "
+                       f"picks their normalisation: {', '.join(ZC_DATASETS)}")
+    try:
+        proxies = check_proxies("naswot" if args.zc_proxy is None else args.zc_proxy)
+    except NasError as exc:
+        raise NasError(f"--zc-proxy {args.zc_proxy}: {exc}") from None
+    config = {"name": "zc", "proxy": list(proxies), "data": args.zc_data,
+              "dataset": args.dataset if args.dataset in ZC_DATASETS else None, "batch_size": args.zc_batch_size,
+              "seed": args.seed, "device": args.device, "space": space.to_dict()}
+    return {k: v for k, v in config.items() if v is not None}
 
 
 def trial_settings_class(evaluator: str) -> type | None:
