@@ -228,3 +228,20 @@ def test_nas_search_with_the_zero_cost_evaluator(tmp_path: Path, capsys) -> None
     assert main(["search", "--space", "nb201", "--strategy", "random", "--zc-proxy", "snip",
                  "--out", str(tmp_path / "refused")]) == 2
     assert "--zc-proxy applies to --evaluator zc" in capsys.readouterr().err
+
+
+# -- the correlation script's own arithmetic -------------------------------------------------------------
+def test_correlation_script_ranks_ties_and_decodes_naslib_keys() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "zero_cost_correlation.py"
+    spec = importlib.util.spec_from_file_location("zero_cost_correlation", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # ranks (1, 2.5, 2.5, 4) and (1, 3, 2, 4): deviations (-1.5, 0, 0, 1.5), (-1.5, .5, -.5, 1.5) -> 4.5 / sqrt(4.5 * 5)
+    assert script.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(3 / math.sqrt(10), abs=1e-12)
+    assert script.spearman([3, 2, 1], [-np.inf, 0.0, 5.0]) == pytest.approx(-1.0)
+    # NASLib: ops 0..4 = skip, none, conv 3x3, conv 1x1, avg pool on edges 0->1, 0->2, 0->3, 1->2, 1->3, 2->3
+    assert script.decode("(4, 3, 3, 3, 2, 3)") == ("|avg_pool_3x3~0|+|nor_conv_1x1~0|nor_conv_1x1~1|"
+                                                   "+|nor_conv_1x1~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    assert script.decode("(0, 1, 2, 1, 1, 0)") == "|skip_connect~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"
