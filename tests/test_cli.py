@@ -48,7 +48,7 @@ def test_the_nas_command_exits_2_with_one_line(tmp_path):
     result = run_cli("search", "--strategy", "nope")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == ("nas search: error: --strategy: unknown value 'nope'; choose from darts, evolution, "
-                             "gdas, nsga2, random, tpe\n")
+                             "gdas, local, nsga2, random, tpe\n")
 
 
 # -- nas search ------------------------------------------------------------------------------------

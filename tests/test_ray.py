@@ -371,8 +371,9 @@ def test_killed_search_resumes_from_its_trial_log_and_never_unpickles_the_run_fo
     assert quality(Genotype.load(run / "genotype.json")) == max(quality(g) for g in expected)
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution", "nsga2"])
-def test_a_rebuilt_study_proposes_what_the_uninterrupted_one_does(strategy: str) -> None:
+@pytest.mark.parametrize("distinct", ["off", "function"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "evolution", "local", "nsga2"])
+def test_a_rebuilt_study_proposes_what_the_uninterrupted_one_does(strategy: str, distinct: str) -> None:
     """The study a resume rebuilds from the trial log (trial 0 was enqueued; trial 10 was running at
     the kill: it is asked again, with its own number and parameters) proposes what one
     uninterrupted study proposes."""
@@ -388,7 +389,8 @@ def test_a_rebuilt_study_proposes_what_the_uninterrupted_one_does(strategy: str)
     directions = ["maximize", "minimize"][:len(objectives)]
 
     def sampler():
-        return make_sampler(strategy, space, seed=5, population=4, sample_size=2, multi_objective=len(objectives) > 1)
+        return make_sampler(strategy, space, seed=5, population=4, sample_size=2, multi_objective=len(objectives) > 1,
+                            distinct=distinct)
 
     def values(genotype: Genotype) -> list[float]:
         convs = sum(op.startswith("nor_conv") for _, c in genotype.cells for n in c.nodes for op, _ in n)
@@ -478,6 +480,7 @@ def test_mistakes_are_refused_with_a_clear_message(cluster, tmp_path: Path) -> N
 def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: Path, capsys) -> None:
     from nas.cli import main
     from nas.genotype import resolve_genotype
+    from nas.strategies.blackbox.distinct import function_key
 
     root = REPO.parent / "shared" / "data" / "nas-bench-201"
     if not (root / "nb201_12epoch_val_test.csv").is_file():
@@ -485,8 +488,7 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
     out = tmp_path / "run"
     common = ["search", "--backend", "ray", "--strategy", "evolution", "--space", "nb201", "--evaluator", "nb201",
               "--nb201-root", str(root)]
-    assert main([*common, "--trials", "8", "--population", "4", "--sample-size", "2", "--scheduler", "hyperband",
-                 "--out", str(out)]) == 0
+    assert main([*common, "--trials", "8", "--population", "4", "--sample-size", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"Ray dashboard: {cluster.dashboard_url}" in printed and cluster.token in printed
     assert "8 trials: 8 complete" in printed
@@ -497,7 +499,9 @@ def test_nas_search_backend_ray_on_the_nas_bench_201_tables(cluster, tmp_path: P
     assert found.validate("nb201") == Genotype.from_dict(best["genotype"])
     assert best["values"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows))
     config = json.loads((out / "config.json").read_text())
-    assert config["strategy"] == "evolution" and config["scheduler"] == "hyperband"
+    assert config["strategy"] == "evolution" and config["scheduler"] == "none"  # the table reports no epochs
+    assert config["sampler"]["distinct"] == "function"
+    assert len({function_key(from_nb201_string(r["genotype"])) for r in rows}) == 8
 
     first = {int(r["trial"]): r["trial_id"] for r in rows}
 

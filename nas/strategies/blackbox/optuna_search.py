@@ -620,6 +620,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             run.close()
         if progress:
             _print_summary(result, objectives)
+            if budget_epochs is not None:
+                print(f"epochs trained: {EpochBudget(budget_epochs, run_id).spent(study)} (budget {budget_epochs})")
     finally:
         if isinstance(opened, optuna.storages.RDBStorage):
             # the study's file is closed on return (SQLite's -wal / -shm files go with the last

@@ -45,7 +45,8 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     if trials is None:  # with an epoch budget, the budget ends the search
         trials = BUDGET_TRIALS if settings.budget_epochs is not None else DEFAULT_TRIALS
     objectives = list(settings.objectives) if settings.objectives else None
-    check_pruner(settings.pruner, evaluator)
+    if backend != "ray":  # a Ray search refuses --pruner below: it has --scheduler
+        check_pruner(settings.pruner, evaluator)
     scheduler = settings.scheduler
     if scheduler == "auto":
         scheduler = "asha" if evaluator.reports_epochs else "none"
@@ -59,7 +60,7 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     if settings.warm_start is not None and resume is None:
         space = load_space(space)
         top = settings.warm_top or (settings.population or DEFAULT_POPULATION if strategy == "evolution" else WARM_TOP)
-        warm = warm_start(space, proxy_scorer(settings.warm_start, evaluator, space), proxy=settings.warm_start,
+        warm = warm_start(space, proxy_scorer(settings.warm_start, evaluator, space, data=settings.warm_data), proxy=settings.warm_start,
                           sample=settings.warm_sample, top=top, seed=seed, distinct=distinct)
         enqueue += warm.genotypes
         if strategy == "local":

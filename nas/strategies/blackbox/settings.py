@@ -41,10 +41,12 @@ class BlackboxSettings:
     warm_start: str | None = setting(None, "rank --warm-sample random cells by this zero-cost proxy and evaluate the "
                                      "best --warm-top first (evolution: as its first population; local: climbing from "
                                      "the best); the proxy's cost is reported apart from --trials: naswot, synflow, "
-                                     "snip, grad_norm, jacov, params (computed on the data set, see --zc-data), or "
+                                     "snip, grad_norm, jacov, params (computed on the images of --warm-data), or "
                                      "nb201-naswot (the NAS-Bench-201 table's published NASWOT scores)",
                                      metavar="PROXY")
     warm_sample: int = setting(WARM_SAMPLE, "warm start: random distinct cells to rank by the proxy", min=1)
+    warm_data: str | None = setting(None, "warm start: image folder or zip a computed proxy scores cells on (default "
+                                    "../shared/data/cifar10-jpeg)", metavar="PATH")
     warm_top: int | None = setting(None, "warm start: best-ranked cells to evaluate first (default: evolution's "
                                    f"population, else {WARM_TOP})", min=1)
     budget_epochs: int | None = setting(None, "stop the search once its trials have trained this many epochs in all "
@@ -95,6 +97,8 @@ class BlackboxSettings:
         population = DEFAULT_POPULATION if self.population is None else self.population
         if self.warm_top is not None and self.warm_start is None:
             raise NasError("--warm-top belongs to a warm start; add --warm-start PROXY or drop it")
+        if self.warm_data is not None and self.warm_start is None:
+            raise NasError("--warm-data belongs to a warm start; add --warm-start PROXY or drop it")
         top = self.warm_top or WARM_TOP
         if self.warm_start is not None and top > self.warm_sample:
             raise NasError(f"--warm-top {top} is more than the {self.warm_sample} cells --warm-sample ranks; "
