@@ -362,6 +362,8 @@ def test_a_user_mistake_in_the_evaluator_stops_the_search() -> None:
 
 def test_pruning_stops_poor_trials_on_per_epoch_reports() -> None:
     class Curves(SyntheticEvaluator):
+        reports_epochs = True
+
         def evaluate(self, genotype, *, report=None, workdir=None):
             q = quality(genotype)
             for epoch in range(1, 13):

@@ -51,6 +51,7 @@ class CurveEvaluator(Evaluator):
     objective = "val_acc"
     space = "nb201"
     provides = ("val_acc", "params")
+    reports_epochs = True
 
     def __init__(self, epochs: int = 8, sleep: float = 0.05, faults: dict[str, str] | None = None,
                  resumable: bool = False) -> None:

@@ -534,6 +534,9 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         if pruner != "none" and len(objectives) > 1:
             raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
                            "only); drop --pruner or use one objective")
+        check_pruner(pruner, evaluator)
+        if budget_epochs is not None and not evaluator.reports_epochs:
+            raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
         if budget_epochs is not None and len(objectives) > 1:
             raise NasError("--budget-epochs counts the epochs each trial reports, which a multi-objective study "
                            "does not record; use --trials, or one objective")

@@ -56,6 +56,7 @@ from nas.run import Run
 from nas.space import SearchSpace, load_space
 from nas.strategies.blackbox.optuna_search import (
     STRATEGIES,
+    check_pruner,
     enqueue_item,
     load_space_definition,
     make_sampler,
@@ -322,7 +323,7 @@ def _fresh_experiment(run: Run) -> str:
 def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str, trials: int,
                out: str | Path | None = None, resume: str | Path | None = None, seed: int = 0,
                address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float | None = None,
-               max_concurrent: int | None = None, scheduler: str = "asha", grace_period: int = 1,
+               max_concurrent: int | None = None, scheduler: str = "auto", grace_period: int = 1,
                reduction_factor: float = 2, objectives: str | Sequence[str] | None = None,
                ray_search: str = "optuna", population: int | None = None, sample_size: int | None = None,
                distinct: str = "off", start: int | None = None, warm: dict[str, Any] | None = None,
@@ -348,7 +349,7 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
     cpus_per_trial, gpus_per_trial: resources of one trial (fractions allowed); GPUs default
         to 1 per trial when the cluster has GPUs, else 0.
     max_concurrent: at most this many trials at once (default: as many as resources allow).
-    scheduler: ``asha`` (default), ``hyperband`` (asynchronous Hyperband: ASHA with
+    scheduler: ``auto`` (default: ``asha`` for an evaluator that reports per epoch, else ``none``), ``asha``, ``hyperband`` (asynchronous Hyperband: ASHA with
         several brackets, which never pauses trials) or ``none``; it compares the first
         objective at epochs ``grace_period``, ``grace_period * reduction_factor``, ... below
         the last epoch. With several objectives there is no scheduler: stopping by one
@@ -397,6 +398,10 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         if multi and strategy in ("evolution", "local"):
             raise NasError(f"{strategy} optimises one objective; use --strategy nsga2 (or random/tpe) "
                            "for several objectives")
+        if scheduler == "auto":
+            scheduler = "asha" if evaluator.reports_epochs else "none"
+        if not multi:
+            check_pruner(scheduler, evaluator, "--scheduler")
         enqueued = [params for _, params in (enqueue_item(g if isinstance(g, Genotype) else str(g), space)
                                              for g in enqueue)]
         config = {"backend": "ray", "strategy": strategy, "ray_search": ray_search, "space": space.name,

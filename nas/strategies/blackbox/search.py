@@ -47,10 +47,9 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     objectives = list(settings.objectives) if settings.objectives else None
     if backend != "ray":  # a Ray search refuses --pruner below: it has --scheduler
         check_pruner(settings.pruner, evaluator)
-    scheduler = settings.scheduler
-    if scheduler == "auto":
-        scheduler = "asha" if evaluator.reports_epochs else "none"
-    check_pruner(scheduler, evaluator, "--scheduler")
+    if backend == "ray" and resume is None and settings.scheduler not in ("auto", "none") \
+            and not (objectives and len(objectives) > 1):
+        check_pruner(settings.scheduler, evaluator, "--scheduler")  # before a warm start takes its time
     if settings.budget_epochs is not None and not evaluator.reports_epochs:
         raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
     distinct = "off" if backend == "ray" and settings.ray_search == "basic" else settings.distinct
@@ -87,7 +86,7 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
         return search_ray(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                           address=settings.ray_address, cpus_per_trial=settings.cpus_per_trial,
                           gpus_per_trial=settings.gpus_per_trial, max_concurrent=settings.max_concurrent,
-                          scheduler=scheduler, grace_period=settings.grace_period,
+                          scheduler=settings.scheduler, grace_period=settings.grace_period,
                           reduction_factor=settings.reduction_factor, objectives=objectives,
                           ray_search=settings.ray_search, enqueue=enqueue, **sampler,
                           warm=warm.record() if warm else None,
