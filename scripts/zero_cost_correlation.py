@@ -72,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress-every", type=int, default=50, help="cells per progress line (default 50)")
     p.add_argument("--out", default=str(REPO / "results" / "zero_cost_nb201"),
                    help="output path without suffix (default results/zero_cost_nb201)")
+    p.add_argument("--render-only", action="store_true", help="write the .md and .png again from the .json")
     return p.parse_args(argv)
 
 
@@ -188,6 +189,13 @@ def git_commit() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = Path(args.out)
+    if args.render_only:
+        result = json.loads(out.with_suffix(".json").read_text())
+        plot(result, out.with_suffix(".png"))
+        out.with_suffix(".md").write_text(markdown(result, out))
+        print(table_text(result["correlations"]))
+        return 0
     import torch
 
     from nas.evaluators.zero_cost import PROXIES, ZeroCostEvaluator
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     load_before = os.getloadavg()
+    commit = git_commit()  # the code that runs, before anyone commits during a long run
     published = json.loads(Path(args.zc_json).read_text())["nasbench201"]["cifar10"]
     table, test_acc = read_tables(Path(args.nb201_root))
     check = check_decoding(published, table)
@@ -279,10 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "cells": len(keys), "cells_in_json": len(published),
         "subset": args.limit is not None and args.limit < len(published),
         "seconds_total": total, "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]}, "build_seconds_per_cell": float(np.sum(build_seconds) / len(keys)),
-        "decoding_check": check, "csv_score_column": facts, "correlations": rows, "versions": {**versions(), "git_commit": git_commit()},
+        "decoding_check": check, "csv_score_column": facts, "correlations": rows, "versions": {**versions(), "git_commit": commit},
         "architectures": records,
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_number) + "\n")
     plot(result, out.with_suffix(".png"))
@@ -310,8 +318,9 @@ def markdown(result: dict[str, Any], out: Path) -> str:
     check = result["decoding_check"]
     facts = result["csv_score_column"]
     val = check["val_accuracy_pearson"]
-    subset = (f"a seeded sample of {result['cells']} of the JSON's {result['cells_in_json']} cells (--limit, seed "
-              f"{result['seed']})" if result["subset"] else f"all {result['cells']} cells of the JSON")
+    subset = (f"a seeded sample of {result['cells']} of the {result['cells_in_json']} cells (--limit, seed "
+              f"{result['seed']})" if result["subset"] else f"all {result['cells']} cells")
+    also = f" (and {', '.join(result['also'])})" if result["also"] else ""
     v = result["versions"]
     mismatches = ", ".join(f"{m['key']} (CSV {m['csv_params']:.6f}, JSON {m['json_params']:.6f})"
                            for m in check["csv_params_differ"])
@@ -319,12 +328,13 @@ def markdown(result: dict[str, Any], out: Path) -> str:
 
 Every proxy of `nas.evaluators.zero_cost` computed with the project's own NAS-Bench-201 networks (C=16, 5 cells
 per stage, 10 classes) on {subset} of NAS-Bench-Suite-Zero's `zc_nasbench201.json` (automl/NASLib), on one
-mini-batch of {result['batch_size']} CIFAR-10 (JPEG) training images (seed {result['seed']}; also:
-{', '.join(result['also']) or 'nothing'}), each network initialised from the same seed. ρ is Spearman's rank
+mini-batch of {result['batch_size']} CIFAR-10 (JPEG) training images{also} drawn with seed {result['seed']}, each
+network initialised from the same seed. ρ is Spearman's rank
 correlation (average ranks for ties) over the same cells: of our scores with the published ones, of our scores
 with the 200-epoch CIFAR-10 test accuracy (`nb201_200epoch_test.csv`), and of the published scores with that
-accuracy. A score that does not exist (NaN: jacov of a cell whose output ignores its input) ranks last, as
-NASLib's -1e8 does.
+accuracy. A score that does not exist ranks last, as NASLib's -1e8 does: jacov is NaN for the cells whose output
+ignores the input, naswot -inf where the kernel is singular (here: cells without a convolution whose output is
+zero, so that every ReLU of the network sees a constant); `non_finite` in the JSON's `correlations` counts them.
 
 {table_text(result['correlations'])}
 
@@ -402,7 +412,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     bars.set_ylabel("Spearman ρ")
     bars.set_title(f"Zero-cost proxies on {result['cells']} NAS-Bench-201 cells, CIFAR-10 (JPEG), batch "
                    f"{result['batch_size']}")
-    bars.legend(fontsize=8, loc="lower left")
+    bars.set_ylim(min(0.0, *(r[k] for r in rows for k in ("rho_ours_published", "rho_ours_test",
+                                                               "rho_published_test"))), 1.18)
+    bars.legend(fontsize=8, loc="upper center", ncol=3)
     records = result["architectures"]
     acc = np.array([r["test_acc"] for r in records])
     for i, row in enumerate(main_rows):
