@@ -165,23 +165,23 @@ def test_a_warm_start_evaluates_the_best_ranked_cells_first(tmp_path, capsys):
     root = shared_data("nas-bench-201")
     out = tmp_path / "run"
     code = main(["search", "--strategy", "local", "--evaluator", "nb201", "--nb201-root", str(root),
-                 "--trials", "20", "--warm-start", "nb201-naswot", "--warm-sample", "300", "--warm-top", "5",
+                 "--trials", "20", "--warm-start", "nb201-jacov", "--warm-sample", "300", "--warm-top", "5",
                  "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "warm start: nb201-naswot ranked 300 random cells" in printed and "apart from the 20 evaluations" in printed
+    assert "warm start: nb201-jacov ranked 300 random cells" in printed and "apart from the 20 evaluations" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["warm_start"]["scored"] == 300 and len(config["warm_start"]["best_scores"]) == 5
     assert config["sampler"]["start"] == 5
     from nas.evaluators.nb201_table import NB201TableEvaluator
 
     table = NB201TableEvaluator(root)
-    expected = warm_start(NB201, lambda g: table.record(g).naswot, proxy="nb201-naswot", sample=300, top=5, seed=0)
+    expected = warm_start(NB201, lambda g: table.record(g).jacov, proxy="nb201-jacov", sample=300, top=5, seed=0)
     with open(out / "trials.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 20  # the ranking is not part of the budget
     assert [r["genotype"] for r in rows[:5]] == [table.record(g).arch for g in expected.genotypes]
-    scores = [table.record(g).naswot for g in expected.genotypes]
+    scores = [table.record(g).jacov for g in expected.genotypes]
     assert scores == sorted(scores, reverse=True)
     assert len({function_key(from_nb201_string(r["genotype"])) for r in rows}) == 20
 
@@ -195,7 +195,7 @@ def test_a_warm_start_evaluates_the_best_ranked_cells_first(tmp_path, capsys):
     (["--backend", "ray", "--scheduler", "asha"], ["--scheduler asha", "reports none"]),
     (["--budget-epochs", "10"], ["--budget-epochs", "trains none"]),
     (["--warm-top", "3"], ["--warm-top belongs to a warm start"]),
-    (["--warm-start", "nb201-naswot", "--warm-sample", "5", "--warm-top", "9"], ["--warm-top 9", "--warm-sample"]),
+    (["--warm-start", "nb201-jacov", "--warm-sample", "5", "--warm-top", "9"], ["--warm-top 9", "--warm-sample"]),
 ])
 def test_what_cannot_act_or_would_read_test_data_is_refused(tmp_path, capsys, extra, named):
     root = shared_data("nas-bench-201")

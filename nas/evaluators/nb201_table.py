@@ -71,7 +71,10 @@ class NB201Record:
     test_acc_12: float  # 12 epochs, test
     test_acc: float  # 200 epochs, test
     params: int  # CIFAR-10 network
-    naswot: float  # the published NASWOT score (CIFAR-10 images); -inf where it is undefined (a zero cell)
+    # the published zero-cost score of the CIFAR-10 table (its `score` column, from nas-without-training):
+    # by its values the Jacobian covariance score of that paper's first version (arXiv 2006.04647 v1), not
+    # NASWOT's kernel log-determinant; -inf where it is undefined (the output ignores the input)
+    jacov: float
 
 
 _ROWS: dict[str, tuple[list[dict[str, str]], ...]] = {}
@@ -132,8 +135,8 @@ def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: l
                      for line, row in enumerate(final, start=2)}
     params_by_arch = {row["cellstr"]: round(_number(root / TABLE_PARAMS, line, "params", row, 0, 1e4) * 1e6)
                       for line, row in enumerate(sizes, start=2)}
-    # the NASWOT column is empty for the cells whose kernel is singular (they compute zeros)
-    naswot_by_arch = {row["cellstr"]: (_number(root / TABLE_PARAMS, line, "score", row, -1e300, 1e300)
+    # the score column is empty for the cells whose output does not depend on the input
+    jacov_by_arch = {row["cellstr"]: (_number(root / TABLE_PARAMS, line, "score", row, -1e300, 1e300)
                                        if row.get("score") else -math.inf)
                       for line, row in enumerate(sizes, start=2)}
     table: dict[str, NB201Record] = {}
@@ -146,7 +149,7 @@ def _build_table(root: Path, dataset: str, short: list[dict[str, str]], final: l
         table[arch] = NB201Record(index=index, arch=arch, val_acc=_fraction(path, line, f"{prefix}-val", row),
                                   test_acc_12=_fraction(path, line, f"{prefix}-test", row),
                                   test_acc=final_by_arch[arch], params=params_by_arch[arch],
-                                  naswot=naswot_by_arch[arch])
+                                  jacov=jacov_by_arch[arch])
     return table
 
 

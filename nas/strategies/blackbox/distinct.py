@@ -73,7 +73,7 @@ class EvaluatedCells:
         for trial in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if trial.number == but or not_evaluated(trial) or trial.state == TrialState.WAITING:
                 continue
-            if trial.number not in self._keys or (self._keys[trial.number] is None and trial.state.is_finished()):
+            if self._keys.get(trial.number) is None:  # new, or its decisions were not all stored yet
                 self._keys[trial.number] = self.of_params(trial.params) if trial.params else None
             if self._keys[trial.number] is not None:
                 keys.add(self._keys[trial.number])

@@ -72,7 +72,7 @@ from nas.strategies.blackbox.sampling import (
     suggest_genotype,
 )
 from nas.strategies.blackbox.seeded import TrialSeededSampler, not_evaluated
-from nas.strategies.blackbox.settings import DEFAULT_POPULATION, PRUNERS
+from nas.strategies.blackbox.settings import DEFAULT_DISTINCT, DEFAULT_POPULATION, PRUNERS
 
 STRATEGIES = ("random", "tpe", "evolution", "local", "nsga2")
 # metrics a multi-objective search minimises; every other objective is maximised
@@ -498,8 +498,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
         counts the epochs it ran); ``trials`` still caps the number of trials.
     warm: what a warm start cost (:meth:`~nas.strategies.blackbox.warm.WarmStart.record`), kept
         in ``config.json``; its cells come in ``enqueue``.
-    sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2), ``distinct`` and
-        ``start`` (see :func:`make_sampler`).
+    sampler_kw: ``population`` and ``sample_size`` (evolution, nsga2), ``distinct`` (default
+        ``function``: no cell evaluated twice) and ``start`` (see :func:`make_sampler`).
 
     Writes to the run folder: ``config.json``, ``study.db``, ``metrics.jsonl`` (one record per
     trial, as it finishes), ``tensorboard/`` (a run per trial and ``search``, see
@@ -542,7 +542,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                            "does not record; use --trials, or one objective")
         # every setting is checked before the run folder exists: the sampler's, the enqueued
         # genotypes (in this space) and a storage of the user's own
-        sampler_kw = {k: v for k, v in sampler_kw.items() if v is not None}
+        sampler_kw = {"distinct": DEFAULT_DISTINCT, **{k: v for k, v in sampler_kw.items() if v is not None}}
         sampler = make_sampler(strategy, space, seed=seed, multi_objective=len(objectives) > 1, **sampler_kw)
         enqueue = list(enqueue)
         enqueued = [enqueue_item(item, space) for item in enqueue]

@@ -79,7 +79,7 @@ from nas.strategies.blackbox.sampling import (
     short_form,
     suggest_genotype,
 )
-from nas.strategies.blackbox.settings import BlackboxSettings
+from nas.strategies.blackbox.settings import DEFAULT_DISTINCT, BlackboxSettings
 
 EXPERIMENT = "tune"  # the first Tune experiment's folder inside the run folder; resumes add tune-2, tune-3, ...
 TRIAL_LOG = "tune-trials.jsonl"  # the run's own plain-JSON trial log, what a resume reads
@@ -326,7 +326,7 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                max_concurrent: int | None = None, scheduler: str = "auto", grace_period: int = 1,
                reduction_factor: float = 2, objectives: str | Sequence[str] | None = None,
                ray_search: str = "optuna", population: int | None = None, sample_size: int | None = None,
-               distinct: str = "off", start: int | None = None, warm: dict[str, Any] | None = None,
+               distinct: str = DEFAULT_DISTINCT, start: int | None = None, warm: dict[str, Any] | None = None,
                enqueue: Iterable[str | Genotype] = (), max_epochs: int | None = None,
                dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
                job: bool = False, keep_ray: bool = False, reuse_actors: bool = False,
@@ -356,7 +356,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
         objective would cut small models that belong to the Pareto front.
     objectives: metric names (``"val_acc,params"``); several make a multi-objective search.
     population, sample_size: evolution's P and S, NSGA-II's population.
-    distinct, start: see :func:`~nas.strategies.blackbox.optuna_search.make_sampler`.
+    distinct, start: see :func:`~nas.strategies.blackbox.optuna_search.make_sampler` (default
+        ``function``: no cell evaluated twice; ``ray_search="basic"`` always evaluates repeats).
     warm: what a warm start cost (kept in ``config.json``); its cells come in ``enqueue``.
     enqueue: reference names, genotype files or genotypes evaluated first.
     max_epochs: epochs a trial trains (default: the evaluator's ``epochs``); places the
@@ -400,6 +401,8 @@ def search_ray(space: SearchSpace | str, evaluator: Evaluator, *, strategy: str,
                            "for several objectives")
         if scheduler == "auto":
             scheduler = "asha" if evaluator.reports_epochs else "none"
+        if ray_search == "basic":
+            distinct = "off"  # Tune's own random points: it cannot draw again
         if not multi:
             check_pruner(scheduler, evaluator, "--scheduler")
         enqueued = [params for _, params in (enqueue_item(g if isinstance(g, Genotype) else str(g), space)

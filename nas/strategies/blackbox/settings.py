@@ -15,6 +15,7 @@ PRUNERS = ("none", "sha", "hyperband")
 SCHEDULERS = ("auto", "asha", "hyperband", "none")
 RAY_SEARCHES = ("optuna", "basic")
 DISTINCT = ("function", "same", "off")
+DEFAULT_DISTINCT = "function"
 WARM_SAMPLE = 1000
 WARM_TOP = 10  # cells a warm start evaluates first, unless evolution's population says otherwise
 
@@ -34,7 +35,7 @@ class BlackboxSettings:
     population: int | None = setting(None, "evolution: population size P; nsga2: population per generation "
                                      "(default 20 for both)", min=2)
     sample_size: int | None = setting(None, "evolution: tournament size S (default 5, at most the population)", min=1)
-    distinct: str = setting("function", "skip proposals whose cell is already evaluated, so --trials counts "
+    distinct: str = setting(DEFAULT_DISTINCT, "skip proposals whose cell is already evaluated, so --trials counts "
                             "evaluations actually made: function: the same function (NAS-Bench-201: after dropping "
                             "dead edges, isomorphic cells too); same: the same genotype; off: evaluate repeats "
                             "(--ray-search basic: always off)", choices=DISTINCT)
@@ -42,7 +43,7 @@ class BlackboxSettings:
                                      "best --warm-top first (evolution: as its first population; local: climbing from "
                                      "the best); the proxy's cost is reported apart from --trials: naswot, synflow, "
                                      "snip, grad_norm, jacov, params (computed on the images of --warm-data), or "
-                                     "nb201-naswot (the NAS-Bench-201 table's published NASWOT scores)",
+                                     "nb201-jacov (the Jacobian covariance scores published with the NAS-Bench-201 CIFAR-10 table)",
                                      metavar="PROXY")
     warm_sample: int = setting(WARM_SAMPLE, "warm start: random distinct cells to rank by the proxy", min=1)
     warm_data: str | None = setting(None, "warm start: image folder or zip a computed proxy scores cells on (default "

@@ -9,8 +9,11 @@ seconds) is recorded in the run's ``config.json`` under ``warm_start`` and print
 part of ``--trials``, which counts evaluations.
 
 Proxies: those of :mod:`nas.evaluators.zero_cost` (computed here, on the data set's images), and
-``nb201-naswot``, the NASWOT score published for every NAS-Bench-201 cell (Mellor et al. 2021,
-CIFAR-10 images), read from the table evaluator's files.
+``nb201-jacov``, the zero-cost score published for every NAS-Bench-201 cell with the CIFAR-10 table
+(``nb201_cifar10_params_valid_test.csv``, column ``score``, from nas-without-training), read from
+the table evaluator's files. By its values it is the Jacobian covariance score of Mellor et al.'s
+first version (arXiv 2006.04647 v1; Spearman 0.94 with this project's ``jacov``,
+``results/zero_cost_nb201.md``), not the ICML 2021 NASWOT kernel score.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from nas.genotype import Genotype, random_genotype
 from nas.space import SearchSpace, load_space
 from nas.strategies.blackbox.distinct import cell_key
 
-TABLE_NASWOT = "nb201-naswot"
+TABLE_PROXY = "nb201-jacov"
 
 
 @dataclass
@@ -56,16 +59,16 @@ class WarmStart:
 def proxy_scorer(proxy: str, evaluator: Evaluator, space: SearchSpace, *,
                  data: str | None = None) -> Callable[[Genotype], float]:
     """``score(genotype)``, higher is better, for a warm start with ``proxy``."""
-    if proxy == TABLE_NASWOT:
+    if proxy == TABLE_PROXY:
         record = getattr(evaluator, "record", None)
         if record is None or not hasattr(evaluator, "table"):
-            raise NasError(f"--warm-start {TABLE_NASWOT} reads the NAS-Bench-201 table: use it with --evaluator nb201, "
+            raise NasError(f"--warm-start {TABLE_PROXY} reads the NAS-Bench-201 table: use it with --evaluator nb201, "
                            "or rank by a proxy this search computes (naswot, synflow, ...)")
-        return lambda genotype: record(genotype).naswot
+        return lambda genotype: record(genotype).jacov
     from nas.evaluators.zero_cost import PROXIES, ZeroCostEvaluator
 
     if proxy not in PROXIES:
-        raise NasError(f"unknown --warm-start proxy {proxy!r}; choose one of {', '.join([*PROXIES, TABLE_NASWOT])}")
+        raise NasError(f"unknown --warm-start proxy {proxy!r}; choose one of {', '.join([*PROXIES, TABLE_PROXY])}")
     if isinstance(evaluator, ZeroCostEvaluator) and data is None:
         scorer = evaluator
     else:
