@@ -77,56 +77,29 @@ def nb201_function(genotype: Genotype) -> str:
     graph: two cells have the same text exactly when their graphs are isomorphic (checked for
     all cells in ``tests/test_genotype.py``).
     """
-    terms, layers = _terms(genotype)
-    if not terms:
+    layers, out = _trace(genotype)
+    if not out:
         return "zero"
-    return " ; ".join([*sorted(layers), "out=" + "+".join(sorted(terms))])
+    texts: dict[str, str] = {}
+
+    def text(term: str) -> str:
+        if term not in layers:  # the input x or a constant
+            return term
+        if term not in texts:
+            op, inputs = layers[term]
+            texts[term] = f"{op}({'+'.join(sorted(text(t) for t in inputs))})"
+        return texts[term]
+
+    return " ; ".join([*sorted(text(layer) for layer in layers), "out=" + "+".join(sorted(text(t) for t in out))])
 
 
-def _terms(genotype: Genotype) -> tuple[tuple[str, ...], list[str]]:
-    """The output's terms (texts) and the texts of the layers it depends on."""
+def _trace(genotype: Genotype) -> tuple[dict[str, tuple[str, tuple[str, ...]]], list[str]]:
+    """The layers a cell's output depends on, ``{layer: (op, the terms it sums)}``, and the
+    output's terms; a term is ``x`` (the input), ``c`` (a constant) or a layer (one per edge)."""
     if genotype.space != "nb201":
         raise NasError(f"only nb201 genotypes have a NAS-Bench-201 function, not {genotype.space!r}")
-    nodes = genotype.cell("normal").nodes
-    # per node: its terms, each a (text, layer ids it depends on) pair; node 0 is the input
-    values: list[list[tuple[str, frozenset[int]]]] = [[("x", frozenset())]]
-    texts: dict[int, str] = {}
-    for j, node in enumerate(nodes, start=1):
-        value: list[tuple[str, frozenset[int]]] = []
-        for op, src in node:
-            inputs = values[src]
-            if op == "none" or (not inputs and op in _PASS_ZERO):
-                continue
-            if op == "skip_connect":
-                value.extend(inputs)
-            elif not inputs or all(text == CONSTANT for text, _ in inputs):
-                value.append((CONSTANT, frozenset()))
-            else:
-                layer = j * 10 + src  # one layer per edge
-                text = f"{op}({'+'.join(sorted(t for t, _ in inputs))})"
-                texts[layer] = text
-                value.append((text, frozenset().union(*(deps for _, deps in inputs), {layer})))
-        if sum(text == CONSTANT for text, _ in value) > 1:  # constants add up to one constant
-            value = [t for t in value if t[0] != CONSTANT] + [(CONSTANT, frozenset())]
-        values.append(value)
-    out = values[-1]
-    live = frozenset().union(*(deps for _, deps in out)) if out else frozenset()
-    return tuple(text for text, _ in out), [texts[layer] for layer in live]
-
-
-def nb201_graph(genotype: Genotype):
-    """The layer graph of a cell (a ``networkx.DiGraph``): the input ``x``, one vertex per layer
-    that reaches the output (attribute ``op``), a constant ``c`` if any, and ``out``; an arc
-    from each term a layer (or the output) sums to it. Isomorphic graphs (matching ``op``)
-    compute the same function."""
-    import networkx as nx
-
-    if genotype.space != "nb201":
-        raise NasError(f"only nb201 genotypes have a NAS-Bench-201 graph, not {genotype.space!r}")
-    graph = nx.DiGraph()
-    graph.add_node("x", op="x")
-    # per node: the vertices it sums (with multiplicity)
-    values: list[list[str]] = [["x"]]
+    values: list[list[str]] = [["x"]]  # per node: the terms it sums, with repeats
+    layers: dict[str, tuple[str, tuple[str, ...]]] = {}
     for j, node in enumerate(genotype.cell("normal").nodes, start=1):
         value: list[str] = []
         for op, src in node:
@@ -135,24 +108,41 @@ def nb201_graph(genotype: Genotype):
                 continue
             if op == "skip_connect":
                 value.extend(inputs)
-            elif not inputs or all(v == CONSTANT for v in inputs):
+            elif all(term == CONSTANT for term in inputs):  # zeros or a constant in: a constant out
                 value.append(CONSTANT)
             else:
-                vertex = f"{op}@{src}-{j}"
-                graph.add_node(vertex, op=op)
-                for v in inputs:
-                    graph.add_node(v, op=v if v in ("x", CONSTANT) else graph.nodes[v]["op"])
-                    weight = graph.edges[v, vertex]["n"] + 1 if graph.has_edge(v, vertex) else 1
-                    graph.add_edge(v, vertex, n=weight)
-                value.append(vertex)
-        if value.count(CONSTANT) > 1:
-            value = [v for v in value if v != CONSTANT] + [CONSTANT]
+                layer = f"{op}@{src}-{j}"
+                layers[layer] = (op, tuple(inputs))
+                value.append(layer)
+        if value.count(CONSTANT) > 1:  # constants add up to one constant
+            value = [term for term in value if term != CONSTANT] + [CONSTANT]
         values.append(value)
-    graph.add_node("out", op="out")
-    for v in values[-1]:
-        graph.add_node(v, op=v if v in ("x", CONSTANT) else graph.nodes[v]["op"])
-        weight = graph.edges[v, "out"]["n"] + 1 if graph.has_edge(v, "out") else 1
-        graph.add_edge(v, "out", n=weight)
-    live = nx.ancestors(graph, "out") | {"out"}
-    graph.remove_nodes_from([v for v in list(graph) if v not in live])
+    out = values[-1]
+    live: set[str] = set()
+    todo = [term for term in out if term in layers]
+    while todo:
+        layer = todo.pop()
+        if layer not in live:
+            live.add(layer)
+            todo.extend(term for term in layers[layer][1] if term in layers)
+    return {layer: layers[layer] for layer in live}, out
+
+
+def nb201_graph(genotype: Genotype):
+    """The layer graph of a cell (a ``networkx.DiGraph``): the input ``x``, one vertex per layer
+    that reaches the output (attribute ``op``), a constant ``c`` if any, and ``out``; an arc
+    from each term a layer (or the output) sums to it, ``n`` times for a term summed ``n`` times.
+    Isomorphic graphs (matching ``op`` and ``n``) compute the same function."""
+    import networkx as nx
+
+    layers, out = _trace(genotype)
+    graph = nx.DiGraph()
+    sums = {**{layer: inputs for layer, (_, inputs) in layers.items()}, "out": tuple(out)}
+    for vertex, terms in sums.items():
+        graph.add_node(vertex, op=layers[vertex][0] if vertex in layers else "out")
+        for term in terms:
+            if term not in layers:
+                graph.add_node(term, op=term)
+            n = graph.edges[term, vertex]["n"] + 1 if graph.has_edge(term, vertex) else 1
+            graph.add_edge(term, vertex, n=n)
     return graph
