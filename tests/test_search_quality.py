@@ -139,7 +139,7 @@ def test_nsga2_front_holds_no_repeated_or_identical_cell(tmp_path):
             return {"val_acc": text.count("nor_conv_3x3") / 6, "params": text.count("nor_conv")}
 
     for distinct in ("function", "off"):
-        result = search_blackbox(NB201, Toy(), strategy="nsga2", trials=60, seed=1, population=6, distinct=distinct,
+        result = search_blackbox(NB201, Toy(), strategy="nsga2", trials=30, seed=1, population=4, distinct=distinct,
                                  objectives="val_acc,params", out=tmp_path / distinct, progress=False)
         keys = [function_key(g) for g, _ in result.pareto]
         assert keys and len(keys) == len(set(keys))
