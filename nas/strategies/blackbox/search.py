@@ -14,9 +14,21 @@ from nas.errors import NasError
 from nas.evaluators import Evaluator, evaluator_from_config
 from nas.run import Run
 from nas.space import SearchSpace, load_space
-from nas.strategies.blackbox.optuna_search import check_pruner, load_space_definition, search_blackbox
-from nas.strategies.blackbox.settings import BUDGET_TRIALS, DEFAULT_POPULATION, DEFAULT_TRIALS, WARM_TOP, BlackboxSettings
-from nas.strategies.blackbox.warm import proxy_scorer, warm_start
+from nas.strategies.blackbox.optuna_search import (
+    check_pruner,
+    load_space_definition,
+    make_sampler,
+    parse_objectives,
+    search_blackbox,
+)
+from nas.strategies.blackbox.settings import (
+    BUDGET_TRIALS,
+    DEFAULT_POPULATION,
+    DEFAULT_TRIALS,
+    WARM_TOP,
+    BlackboxSettings,
+)
+from nas.strategies.blackbox.warm import WarmStart, proxy_scorer, warm_start
 
 
 def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSettings, *,
@@ -54,18 +66,6 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
         raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
     distinct = "off" if backend == "ray" and settings.ray_search == "basic" else settings.distinct
     sampler = {"population": settings.population, "sample_size": settings.sample_size, "distinct": distinct}
-    enqueue = list(settings.enqueue)
-    warm = None
-    if settings.warm_start is not None and resume is None:
-        space = load_space(space)
-        top = settings.warm_top or (settings.population or DEFAULT_POPULATION if strategy == "evolution" else WARM_TOP)
-        warm = warm_start(space, proxy_scorer(settings.warm_start, evaluator, space, data=settings.warm_data), proxy=settings.warm_start,
-                          sample=settings.warm_sample, top=top, seed=seed, distinct=distinct)
-        enqueue += warm.genotypes
-        if strategy == "local":
-            sampler["start"] = len(enqueue)
-        if progress:
-            print(warm.line(trials), flush=True)
     given = [name for name, on in (("keep-ray", settings.keep_ray), ("no-ray-job", not settings.ray_job),
                                    ("reuse-actors", settings.reuse_actors)) if on]
     if backend != "ray" and given:
@@ -83,6 +83,8 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
         except ImportError as exc:
             raise NasError(f"the Ray backend is not available ({exc}); install ray[tune] or use --backend optuna") \
                 from None
+        enqueue, warm = _warm_start(strategy, space, evaluator, settings, sampler, trials=trials, seed=seed,
+                                    resume=resume, progress=progress)
         return search_ray(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                           address=settings.ray_address, cpus_per_trial=settings.cpus_per_trial,
                           gpus_per_trial=settings.gpus_per_trial, max_concurrent=settings.max_concurrent,
@@ -93,7 +95,35 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
                           dashboard_host=settings.dashboard_host, dashboard_port=settings.dashboard_port,
                           job=settings.ray_job, keep_ray=settings.keep_ray, reuse_actors=settings.reuse_actors,
                           progress=progress)
+    enqueue, warm = _warm_start(strategy, space, evaluator, settings, sampler, trials=trials, seed=seed, resume=resume,
+                                progress=progress)
     return search_blackbox(space, evaluator, strategy=strategy, trials=trials, out=out, resume=resume, seed=seed,
                            storage=settings.storage, study_name=settings.study_name, objectives=objectives,
                            enqueue=enqueue, pruner=settings.pruner, progress=progress,
                            budget_epochs=settings.budget_epochs, warm=warm.record() if warm else None, **sampler)
+
+
+def _warm_start(strategy: str, space: SearchSpace | str | None, evaluator: Evaluator, settings: BlackboxSettings,
+                sampler: dict[str, Any], *, trials: int, seed: int, resume: str | Path | None,
+                progress: bool) -> tuple[list[Any], WarmStart | None]:
+    """The genotypes to evaluate first (``--enqueue``, then a new search's warm start) and the
+    warm start; local search then climbs from the last of them (``sampler["start"]``)."""
+    enqueue: list[Any] = list(settings.enqueue)
+    if settings.warm_start is None or resume is not None:
+        return enqueue, None
+    space = load_space(space)
+    # what the search would refuse, refused before the ranking takes its time
+    multi = len(parse_objectives(settings.objectives, evaluator)) > 1 or strategy == "nsga2"
+    make_sampler(strategy, space, population=settings.population, sample_size=settings.sample_size,
+                 multi_objective=multi, distinct=sampler["distinct"])
+    population = settings.population or DEFAULT_POPULATION
+    top = settings.warm_top or (population if strategy == "evolution" else WARM_TOP)
+    score = proxy_scorer(settings.warm_start, evaluator, space, data=settings.warm_data)
+    warm = warm_start(space, score, proxy=settings.warm_start, sample=settings.warm_sample, top=top, seed=seed,
+                      distinct=sampler["distinct"])
+    enqueue += warm.genotypes
+    if strategy == "local":
+        sampler["start"] = len(enqueue)
+    if progress:
+        print(warm.line(trials), flush=True)
+    return enqueue, warm
