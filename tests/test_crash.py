@@ -404,7 +404,9 @@ BLACKBOX_KILLS = {  # per strategy: kill points (evolution, reported as reseedin
 }
 
 
-@pytest.mark.parametrize("strategy", BLACKBOX)
+# evolution and local search (the strategies whose state is the study's history) by default; the others with -m slow
+@pytest.mark.parametrize("strategy", [s if s in ("evolution", "local") else pytest.param(s, marks=pytest.mark.slow)
+                                      for s in BLACKBOX])
 def test_a_search_on_the_table_killed_again_and_again_ends_as_an_uninterrupted_one(strategy: str, tmp_path: Path,
                                                                                    forkserver) -> None:
     named, randoms, trials = BLACKBOX_KILLS.get(strategy, BLACKBOX_KILLS[None])

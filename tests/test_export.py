@@ -338,6 +338,7 @@ def _fake_run(path: Path, kind: str, spec: ModelSpec) -> Path:
     return path
 
 
+@pytest.mark.slow  # about 30 s; tests/test_task_engine.py checks the detection and segmentation exports by default
 def test_nas_export_of_detect_segment_and_search_runs(tmp_path, capsys):
     detect = ModelSpec.create("NB201_RESNET", task="detection", head="retinanet", num_classes=4, init_channels=4,
                               image_size=64)
