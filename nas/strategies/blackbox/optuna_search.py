@@ -179,6 +179,12 @@ def check_pruner(name: str, evaluator: Evaluator, option: str = "--pruner") -> N
                        f"({type(evaluator).__name__}) reports none; drop {option} (or use a training evaluator)")
 
 
+def check_budget(budget_epochs: int | None, evaluator: Evaluator) -> None:
+    """Refuse an epoch budget on an evaluator that trains no epochs."""
+    if budget_epochs is not None and not evaluator.reports_epochs:
+        raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
+
+
 def make_pruner(name: str, *, max_resource: int | None = None) -> optuna.pruners.BasePruner:
     """``none``, ``sha`` (successive halving) or ``hyperband`` over per-epoch reports."""
     if name == "none":
@@ -535,8 +541,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             raise NasError(f"--pruner {pruner} works with one objective (Optuna prunes single-objective studies "
                            "only); drop --pruner or use one objective")
         check_pruner(pruner, evaluator)
-        if budget_epochs is not None and not evaluator.reports_epochs:
-            raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
+        check_budget(budget_epochs, evaluator)
         if budget_epochs is not None and len(objectives) > 1:
             raise NasError("--budget-epochs counts the epochs each trial reports, which a multi-objective study "
                            "does not record; use --trials, or one objective")
@@ -606,6 +611,7 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
                                    trial_attrs={"run": run_id, "worker": _worker_id()}, board=board)
         logger = _TrialLogger(run, objectives, directions, progress=progress, board=board)
         callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [logger]
+        budget = None
         if budget_epochs is not None:
             budget = EpochBudget(budget_epochs, run_id)
             callbacks.append(budget)
@@ -623,8 +629,8 @@ def search_blackbox(space: SearchSpace | str, evaluator: Evaluator, *, strategy:
             run.close()
         if progress:
             _print_summary(result, objectives)
-            if budget_epochs is not None:
-                print(f"epochs trained: {EpochBudget(budget_epochs, run_id).spent(study)} (budget {budget_epochs})")
+            if budget is not None:
+                print(f"epochs trained: {budget.spent(study)} (budget {budget_epochs})")
     finally:
         if isinstance(opened, optuna.storages.RDBStorage):
             # the study's file is closed on return (SQLite's -wal / -shm files go with the last

@@ -15,6 +15,7 @@ from nas.evaluators import Evaluator, evaluator_from_config
 from nas.run import Run
 from nas.space import SearchSpace, load_space
 from nas.strategies.blackbox.optuna_search import (
+    check_budget,
     check_pruner,
     load_space_definition,
     make_sampler,
@@ -62,8 +63,7 @@ def search(strategy: str, space: SearchSpace | str | None, settings: BlackboxSet
     if backend == "ray" and resume is None and settings.scheduler not in ("auto", "none") \
             and not (objectives and len(objectives) > 1):
         check_pruner(settings.scheduler, evaluator, "--scheduler")  # before a warm start takes its time
-    if settings.budget_epochs is not None and not evaluator.reports_epochs:
-        raise NasError("--budget-epochs counts training epochs, and this evaluator trains none; use --trials")
+    check_budget(settings.budget_epochs, evaluator)
     distinct = "off" if backend == "ray" and settings.ray_search == "basic" else settings.distinct
     sampler = {"population": settings.population, "sample_size": settings.sample_size, "distinct": distinct}
     given = [name for name, on in (("keep-ray", settings.keep_ray), ("no-ray-job", not settings.ray_job),
